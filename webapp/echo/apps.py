@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EchoConfig(AppConfig):
+    name = "webapp.echo"
+    label = "echo"

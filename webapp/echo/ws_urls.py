@@ -1,0 +1,6 @@
+"""WebSocket handlers of the echo demo (routed under /ws/echo/)."""
+from django.urls import path
+
+from . import handlers
+
+urlpatterns = [path("", handlers.echo, name="echo-ws")]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class GameoflifeConfig(AppConfig):
+    name = "webapp.gameoflife"
+    label = "gameoflife"

@@ -1,0 +1,2 @@
+"""WebSocket handlers of the Game of Life (routed under /ws/gameoflife/)."""
+urlpatterns: list = []

@@ -1,0 +1,113 @@
+"""Redis channel names for facilities and audiences, and the socket URL's flags.
+
+Pure functions, no I/O. The names are django-websocket-redis's, so publishers written for it keep
+working: ``[prefix:]broadcast:<facility>``, ``[prefix:]user:<username>:<facility>``,
+``[prefix:]group:<group>:<facility>``, ``[prefix:]session:<session_key>:<facility>``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+AUDIENCES = ("broadcast", "user", "group", "session")
+_FACILITY = re.compile(r"[A-Za-z0-9_.\-]{1,128}\Z")
+
+
+class InvalidFacility(ValueError):
+    """A facility name outside letters, digits and ``-_.`` (a ``:`` would forge another channel)."""
+
+
+def check_facility(facility: str) -> str:
+    """Returns ``facility`` if it is safe to put in a channel name; raises InvalidFacility."""
+    if not _FACILITY.match(facility):
+        raise InvalidFacility(
+            f"invalid facility {facility[:64]!r}: use 1 to 128 letters, digits, '-', '_' or '.'"
+        )
+    return facility
+
+
+def channel_name(prefix: str, audience: str, facility: str, key: str | None = None) -> str:
+    """Returns the Redis channel of ``facility`` for ``audience``; ``key`` names the user, group or
+    session (not used for broadcast). ``prefix`` is ``''`` or ends with ``':'``."""
+    if audience == "broadcast":
+        return f"{prefix}broadcast:{facility}"
+    if audience not in AUDIENCES:
+        raise ValueError(f"unknown audience {audience!r}")
+    if not key:
+        raise ValueError(f"audience {audience!r} needs a key")
+    return f"{prefix}{audience}:{key}:{facility}"
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What a socket URL's query string asks for. Unknown flags are ignored, as in ws4redis."""
+
+    subscribe: frozenset[str] = frozenset()
+    publish: frozenset[str] = frozenset()
+    echo: bool = False
+    params: dict[str, str] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        """Returns the flags as ws4redis spells them: ``subscribe-user``, ``echo``, ..."""
+        names = [f"subscribe-{a}" for a in AUDIENCES if a in self.subscribe]
+        names += [f"publish-{a}" for a in AUDIENCES if a in self.publish]
+        return names + (["echo"] if self.echo else [])
+
+    def restricted_to(self, allowed: object) -> "Flags":
+        """Returns these flags less those not in ``allowed`` (an iterable of flag names)."""
+        keep = {str(name).lower() for name in allowed}  # type: ignore[attr-defined]
+        return Flags(
+            frozenset(a for a in self.subscribe if f"subscribe-{a}" in keep),
+            frozenset(a for a in self.publish if f"publish-{a}" in keep),
+            self.echo and "echo" in keep,
+            self.params,
+        )
+
+
+def parse_flags(query_string: str) -> Flags:
+    """Parses ``subscribe-<audience>``, ``publish-<audience>`` and ``echo`` from a query string;
+    other ``name=value`` pairs are kept in ``params``."""
+    subscribe, publish, params = set(), set(), {}
+    echo = False
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        flag = name.strip().lower()
+        verb, _, audience = flag.partition("-")
+        if verb in ("subscribe", "publish") and audience in AUDIENCES:
+            (subscribe if verb == "subscribe" else publish).add(audience)
+        elif flag == "echo":
+            echo = True
+        elif value:
+            params[flag] = value
+    return Flags(frozenset(subscribe), frozenset(publish), echo, params)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is on the socket: the only user, groups and session its audiences may resolve to."""
+
+    username: str | None = None
+    groups: tuple[str, ...] = ()
+    session_key: str | None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.username is not None
+
+
+def audience_channels(prefix: str, facility: str, audiences: frozenset[str], identity: Identity) -> list[str]:
+    """Returns the channels of ``facility`` that ``audiences`` resolve to for ``identity``:
+    broadcast always, user only when logged in, a channel per group, session when there is one."""
+    channels = []
+    for audience in AUDIENCES:
+        if audience not in audiences:
+            continue
+        if audience == "broadcast":
+            channels.append(channel_name(prefix, "broadcast", facility))
+        elif audience == "user" and identity.username:
+            channels.append(channel_name(prefix, "user", facility, identity.username))
+        elif audience == "group":
+            channels.extend(channel_name(prefix, "group", facility, group) for group in identity.groups)
+        elif audience == "session" and identity.session_key:
+            channels.append(channel_name(prefix, "session", facility, identity.session_key))
+    return channels

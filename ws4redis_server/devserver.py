@@ -1,0 +1,43 @@
+"""``manage.py runserver`` with WebSockets: gevent.pywsgi serves pages and WEBSOCKET_URL on one
+port, with wsproto doing the framing. For development only (one process, no nginx/uWSGI)."""
+from __future__ import annotations
+
+from typing import Any
+
+from gevent.pywsgi import WSGIHandler
+
+from .conf import get_settings
+from .server import serve
+from .transports.devserver import DevTransport
+
+
+def is_upgrade(environ: dict[str, Any]) -> bool:
+    return "websocket" in environ.get("HTTP_UPGRADE", "").lower()
+
+
+class WebSocketHandler(WSGIHandler):
+    """Hands upgrade requests for WEBSOCKET_URL (and ``@websocket`` routes) to the socket loop."""
+
+    def run_application(self) -> None:
+        under_ws = self.environ.get("PATH_INFO", "").startswith(get_settings().websocket_url)
+        if not (is_upgrade(self.environ) or under_ws):
+            return super().run_application()
+        sock = self.socket
+        responded: list[str] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            responded.append(status)
+            return self.start_response(status, headers, exc_info)
+
+        def make_transport(environ: dict[str, Any], settings: Any) -> DevTransport:
+            self.status = "101 Switching Protocols"
+            self.close_connection = True
+            return DevTransport(sock, environ, settings.max_message_size)
+
+        self.result = serve(self.environ, start_response, make_transport)
+        if responded:
+            self.process_result()
+        else:
+            self.result = None
+            self.response_length = 0
+            self.close_connection = True

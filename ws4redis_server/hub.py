@@ -1,0 +1,268 @@
+"""One Redis pub/sub connection per process, shared by every socket of the process.
+
+The hub subscribes to a channel when its first local listener needs it and unsubscribes after
+the last one leaves; each Redis message is fanned out in-process to the channel's listeners.
+A listener is any object with ``deliver(channel, data, is_text)``; delivery must not block.
+
+Two greenlets: the reader reads every reply redis-py has (buffered or not, so a burst is never
+stranded in redis-py's buffer, ws4redis's bug #2) and the writer sends SUBSCRIBE/UNSUBSCRIBE in
+batches. If Redis goes away, the reader reconnects with jittered backoff and resubscribes every
+channel still wanted; sockets stay open meanwhile. The outage is logged once, not per socket.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any, Iterable, Protocol
+
+import gevent
+import redis
+from gevent.event import Event
+from gevent.lock import Semaphore
+
+from .conf import Settings, get_settings
+from .redis_client import get_redis, make_client
+
+logger = logging.getLogger("ws4redis_server.hub")
+
+BATCH = 1000  # channels per SUBSCRIBE / UNSUBSCRIBE command
+READ_TIMEOUT = 15.0  # seconds without traffic before the hub pings Redis
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+
+
+class Listener(Protocol):
+    def deliver(self, channel: str, data: bytes, is_text: bool) -> None: ...
+
+
+def is_text(data: bytes) -> bool:
+    """True if ``data`` is valid UTF-8 and may go out as a text frame."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class Hub:
+    """The process's pub/sub hub. Construction does no I/O; :meth:`start` spawns the greenlets."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.control_channel = f"{self.settings.prefix}ws4redis:hub"
+        self._listeners: dict[str, set[Listener]] = {}
+        self._sent: set[str] = set()  # channels SUBSCRIBEd on the current connection
+        self._inflight: dict[str, int] = {}  # SUBSCRIBEs sent and not yet confirmed
+        self._confirmed: dict[str, Event] = {}
+        self._dirty = Event()
+        self._connected = Event()
+        self._write_lock = Semaphore()
+        self._pubsub: Any = None
+        self._greenlets: list[gevent.Greenlet] = []
+        self.stats = {"messages_in": 0, "deliveries": 0, "reconnects": 0, "outages": 0}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Hub:
+        if not self._greenlets:
+            self._greenlets = [gevent.spawn(self._read_forever), gevent.spawn(self._write_forever)]
+        return self
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets)
+        self._greenlets = []
+        self._close_pubsub()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- listeners -----------------------------------------------------------------------------
+
+    def subscribe(self, channel: str, listener: Listener) -> None:
+        """Adds ``listener`` to ``channel``; Redis is told (in a batch) if it is the first."""
+        listeners = self._listeners.get(channel)
+        if listeners is None:
+            listeners = self._listeners[channel] = set()
+            self._dirty.set()
+        listeners.add(listener)
+
+    def unsubscribe(self, channel: str, listener: Listener) -> None:
+        """Removes ``listener`` from ``channel``; Redis is told (in a batch) if it was the last."""
+        listeners = self._listeners.get(channel)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self._listeners[channel]
+            self._dirty.set()
+
+    def listener_count(self, channel: str) -> int:
+        return len(self._listeners.get(channel, ()))
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._listeners)
+
+    def wait_subscribed(self, channels: Iterable[str], timeout: float) -> bool:
+        """Waits until Redis has confirmed every channel of ``channels``, at most ``timeout``
+        seconds. Returns False at once if Redis is unreachable (the hub subscribes later)."""
+        deadline = time.monotonic() + timeout
+        for channel in channels:
+            if not self._connected.is_set():
+                return False
+            event = self._confirmed.get(channel)
+            if event is None:
+                event = self._confirmed[channel] = Event()
+                self._dirty.set()
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def publish(self, channels: Iterable[str], message: bytes, expire: int = 0) -> int:
+        """Publishes ``message`` on ``channels`` (and persists it for ``expire`` seconds).
+        Returns how many hub connections received it; raises redis.RedisError."""
+        from .publisher import publish_to
+
+        return publish_to(get_redis(), channels, message, expire)
+
+    # -- reader --------------------------------------------------------------------------------
+
+    def _read_forever(self) -> None:
+        backoff = BACKOFF_MIN
+        down_since: float | None = None
+        while True:
+            try:
+                self._connect()
+            except redis.RedisError as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
+                    self.stats["outages"] += 1
+                    logger.error("Redis at %s is unreachable (%s); sockets stay open, retrying with "
+                                 "backoff up to %.0fs", self.settings.redis_url, exc, BACKOFF_MAX)
+                gevent.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            if down_since is not None:
+                logger.warning("Redis at %s is back after %.1fs; resubscribing %d channels",
+                               self.settings.redis_url, time.monotonic() - down_since, len(self._listeners))
+                self.stats["reconnects"] += 1
+                down_since = None
+            backoff = BACKOFF_MIN
+            try:
+                self._read_messages()
+            except (redis.RedisError, OSError) as exc:
+                down_since = time.monotonic()
+                self.stats["outages"] += 1
+                logger.error("Lost Redis at %s (%s); sockets stay open, reconnecting",
+                             self.settings.redis_url, exc)
+            finally:
+                self._connected.clear()
+                self._close_pubsub()
+
+    def _connect(self) -> None:
+        client = make_client(self.settings, pool=False, health_check_interval=0)
+        pubsub = client.pubsub()
+        with self._write_lock:
+            pubsub.subscribe(self.control_channel)
+        self._pubsub = pubsub
+        self._sent = set()
+        self._inflight = {}
+        self._confirmed = {}
+        self._connected.set()
+        self._dirty.set()
+
+    def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.reset()
+            except Exception:  # the connection is already broken: nothing to release cleanly
+                pass
+
+    def _read_messages(self) -> None:
+        pubsub = self._pubsub
+        listeners = self._listeners
+        stats = self.stats
+        pinged = False
+        while True:
+            message = pubsub.get_message(timeout=READ_TIMEOUT)
+            if message is None:
+                if pinged:
+                    raise redis.ConnectionError(f"no reply to PING within {READ_TIMEOUT:.0f}s")
+                with self._write_lock:
+                    pubsub.ping()
+                pinged = True
+                continue
+            pinged = False
+            kind = message["type"]
+            if kind == "message":
+                channel = message["channel"].decode("utf-8", "replace")
+                stats["messages_in"] += 1
+                receivers = listeners.get(channel)
+                if receivers:
+                    data = message["data"]
+                    text = is_text(data)
+                    for listener in tuple(receivers):
+                        listener.deliver(channel, data, text)
+                    stats["deliveries"] += len(receivers)
+            elif kind == "subscribe":
+                self._on_confirmed(message["channel"].decode("utf-8", "replace"))
+
+    def _on_confirmed(self, channel: str) -> None:
+        left = self._inflight.get(channel, 0) - 1
+        if left > 0:
+            self._inflight[channel] = left
+            return
+        self._inflight.pop(channel, None)
+        if channel in self._sent:
+            self._confirmed.setdefault(channel, Event()).set()
+
+    # -- writer --------------------------------------------------------------------------------
+
+    def _write_forever(self) -> None:
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            if not self._connected.is_set():
+                continue
+            try:
+                self._sync_subscriptions()
+            except (redis.RedisError, OSError) as exc:
+                # The reader notices the broken connection and reconnects; it resubscribes all.
+                logger.debug("SUBSCRIBE failed: %s", exc)
+
+    def _sync_subscriptions(self) -> None:
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        wanted = set(self._listeners)
+        new = sorted(wanted - self._sent)
+        gone = sorted(self._sent - wanted)
+        for channel in gone:
+            self._sent.discard(channel)
+            self._confirmed.pop(channel, None)
+        for channel in new:
+            self._sent.add(channel)
+            self._inflight[channel] = self._inflight.get(channel, 0) + 1
+            event = self._confirmed.get(channel)
+            if event is None or event.is_set():
+                self._confirmed[channel] = Event()
+        with self._write_lock:
+            for i in range(0, len(gone), BATCH):
+                pubsub.unsubscribe(*gone[i:i + BATCH])
+            for i in range(0, len(new), BATCH):
+                pubsub.subscribe(*new[i:i + BATCH])
+
+
+_hub: Hub | None = None
+
+
+def get_hub() -> Hub:
+    """Returns this process's hub, started."""
+    global _hub
+    if _hub is None:
+        _hub = Hub()
+    return _hub.start()
