@@ -115,6 +115,8 @@ WS4REDIS_CONNECTION = {"url": REDIS_URL}
 WS4REDIS_EXPIRE = int(os.environ.get("WS4REDIS_EXPIRE", "3600"))
 WS4REDIS_HEARTBEAT = "--heartbeat--"
 WS4REDIS_PREFIX = os.environ.get("WS4REDIS_PREFIX") or None
+# Facility "broadcast" is fed by the admin only: sockets may listen there, not publish.
+WS4REDIS_ALLOWED_CHANNELS = "webapp.broadcast.permissions.allowed_channels"
 
 LOGGING = {
     "version": 1,

@@ -8,7 +8,6 @@ urlpatterns = [
     path("echo/", include("webapp.echo.urls")),
     path("gameoflife/", include("webapp.gameoflife.urls")),
     path("chat/", include("webapp.chat.urls")),
-    path("broadcast/", include("webapp.broadcast.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     # WebSocket handlers; every other /ws/<facility> is a pub/sub facility.

@@ -1,0 +1,68 @@
+"""Publishing broadcasts to the open pages, through Redis on facility ``broadcast``.
+
+Every page subscribes to the facility's broadcast, user and group channels; a broadcast goes to
+the channels of its audience as JSON (``Broadcast.as_payload``), persisted until it expires so
+that a socket connecting later gets it too.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+
+from django.utils import timezone
+
+from ws4redis_server import RedisPublisher
+
+from .models import Audience, Broadcast
+
+FACILITY = "broadcast"
+
+
+class NotSendable(Exception):
+    """The broadcast cannot be sent (it has expired, or its audience names nobody)."""
+
+
+def publisher_for(broadcast: Broadcast) -> RedisPublisher:
+    """Returns a publisher on the channels of ``broadcast``'s audience."""
+    if broadcast.audience == Audience.USERS:
+        return RedisPublisher(facility=FACILITY, users=list(broadcast.users.all()))
+    if broadcast.audience == Audience.GROUPS:
+        return RedisPublisher(facility=FACILITY, groups=list(broadcast.groups.all()))
+    return RedisPublisher(facility=FACILITY, broadcast=True)
+
+
+def send(broadcast: Broadcast, now: datetime | None = None) -> str:
+    """Publishes ``broadcast`` to its audience's open pages, kept for pages opened before it
+    expires, and records when it was sent and the receipt id of this copy. Returns the receipt
+    id; raises NotSendable, or redis.RedisError when Redis cannot be reached."""
+    now = now or timezone.now()
+    if broadcast.expires_at is not None and broadcast.expires_at <= now:
+        raise NotSendable(f"“{broadcast}” has expired")
+    publisher = publisher_for(broadcast)
+    if not publisher.channels:
+        raise NotSendable(f"“{broadcast}” has no recipients")
+    # None: no expiry of its own, so Redis keeps it WS4REDIS_EXPIRE seconds, as the site shows it.
+    expire = math.ceil((broadcast.expires_at - now).total_seconds()) if broadcast.expires_at else None
+    previous = broadcast.sent_at
+    broadcast.sent_at = now
+    try:
+        receipt_id = publisher.publish_message(
+            json.dumps(broadcast.as_payload()), expire=expire, count_deliveries=True
+        )
+    except Exception:
+        broadcast.sent_at = previous
+        raise
+    broadcast.receipt_id = receipt_id
+    broadcast.save(update_fields=["sent_at", "receipt_id"])
+    return receipt_id
+
+
+def deliveries(broadcast: Broadcast) -> int | None:
+    """Returns how many sockets received the last copy of ``broadcast``, None if never sent;
+    raises redis.RedisError when Redis cannot be reached."""
+    from ws4redis_server.receipts import delivery_count
+
+    if not broadcast.receipt_id:
+        return None
+    return delivery_count(broadcast.receipt_id)
