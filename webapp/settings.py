@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "webapp.gameoflife",
     "webapp.chat",
     "webapp.broadcast",
+    "webapp.accounts",
 ]
 
 MIDDLEWARE = [
@@ -116,7 +117,8 @@ WS4REDIS_EXPIRE = int(os.environ.get("WS4REDIS_EXPIRE", "3600"))
 WS4REDIS_HEARTBEAT = "--heartbeat--"
 WS4REDIS_PREFIX = os.environ.get("WS4REDIS_PREFIX") or None
 # Facility "broadcast" is fed by the admin only: sockets may listen there, not publish.
-WS4REDIS_ALLOWED_CHANNELS = "webapp.broadcast.permissions.allowed_channels"
+# Chat rooms ("chat.<room>") only for who may read them; "chat-direct" only on the user audience.
+WS4REDIS_ALLOWED_CHANNELS = "webapp.channel_permissions.allowed_channels"
 
 LOGGING = {
     "version": 1,

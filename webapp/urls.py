@@ -8,9 +8,11 @@ urlpatterns = [
     path("echo/", include("webapp.echo.urls")),
     path("gameoflife/", include("webapp.gameoflife.urls")),
     path("chat/", include("webapp.chat.urls")),
+    path("accounts/", include("webapp.accounts.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     # WebSocket handlers; every other /ws/<facility> is a pub/sub facility.
     path("ws/echo/", include("webapp.echo.ws_urls")),
     path("ws/gameoflife/", include("webapp.gameoflife.ws_urls")),
+    path("ws/chat/", include("webapp.chat.ws_urls")),
 ]

@@ -1,0 +1,1 @@
+"""Views of the chat: rooms (``rooms``) and private messages (``private``)."""
