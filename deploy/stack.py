@@ -1,0 +1,280 @@
+"""Runs the whole stack from the deployment files: Redis (when none answers at REDIS_URL),
+uWSGI from deploy/uwsgi.ini (Django + WebSocket instances) and nginx from deploy/nginx.conf.
+
+    python -m deploy.stack run [--port 8000]     # what `make run` does; Ctrl-C stops everything
+
+The tests and the benchmarks use :class:`Stack` and :class:`RedisServer` the same way.
+Every process started here is stopped by its PID.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+PAGES = ["/", "/echo/", "/gameoflife/", "/chat/", "/pubsub/", "/admin/"]
+
+
+def free_port() -> int:
+    """Returns a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    """Polls ``check`` until it is true; raises RuntimeError naming ``what`` (and the log's
+    last lines) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n--- last lines of %s ---\n%s" % (log, "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+    raise RuntimeError(f"{what} not ready after {timeout:.0f}s{tail}")
+
+
+def can_connect(address: str | tuple[str, int]) -> bool:
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(address)
+        except OSError:
+            return False
+    return True
+
+
+def stop_pid(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    """Sends ``sig`` to ``process`` and waits; kills it if it outlives ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def private_dir(prefix: str) -> Path:
+    """Returns a new directory that nginx's unprivileged workers may traverse."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+class RedisServer:
+    """A redis-server of our own on 127.0.0.1:``port`` (a free one by default), nothing on disk."""
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir or private_dir("ws4r-redis-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        log = self.workdir / "redis.log"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(log), "--maxclients", "10000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: redis_answers(self.url), 10, f"redis-server on port {self.port}", log)
+        return self
+
+    def stop(self) -> None:
+        stop_pid(self.process, signal.SIGTERM, 10)
+        self.process = None
+
+    def kill(self) -> None:
+        """Kills the server at once (SIGKILL), as a crash would."""
+        stop_pid(self.process, signal.SIGKILL, 5)
+        self.process = None
+
+
+class Stack:
+    """uWSGI (both instances) and nginx on 127.0.0.1:``port``, talking to Redis at ``redis_url``."""
+
+    def __init__(self, port: int, redis_url: str, run_dir: Path | None = None,
+                 static_root: Path | None = None, env: dict[str, str] | None = None,
+                 nginx_workers: int = 4) -> None:
+        self.port = port
+        self.redis_url = redis_url
+        self.run_dir = run_dir or private_dir("ws4r-run-")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o755)
+        self.static_root = static_root or Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles"))
+        self.extra_env = env or {}
+        self.nginx_workers = nginx_workers
+        self.uwsgi: subprocess.Popen | None = None
+        self.nginx: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def environ(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "REDIS_URL": self.redis_url,
+            "WS4R_RUN_DIR": str(self.run_dir),
+            "STATIC_ROOT": str(self.static_root),
+            "VIRTUAL_ENV": sys.prefix,
+            "DJANGO_SETTINGS_MODULE": env.get("DJANGO_SETTINGS_MODULE", "webapp.settings"),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def render_nginx(self) -> Path:
+        """Writes deploy/nginx.conf with this stack's paths and port into the run directory."""
+        text = (DEPLOY / "nginx.conf").read_text()
+        for name, value in {"RUN_DIR": self.run_dir, "DEPLOY_DIR": DEPLOY, "PORT": self.port,
+                            "STATIC_ROOT": self.static_root, "NGINX_WORKERS": self.nginx_workers}.items():
+            text = text.replace("${%s}" % name, str(value))
+        path = self.run_dir / "nginx.conf"
+        path.write_text(text)
+        return path
+
+    def start(self) -> Stack:
+        self.start_uwsgi()
+        self.start_nginx()
+        return self
+
+    def start_uwsgi(self) -> None:
+        log = self.run_dir / "uwsgi.log"
+        with open(log, "ab") as out:
+            self.uwsgi = subprocess.Popen([str(BIN / "uwsgi"), "--ini", str(DEPLOY / "uwsgi.ini")],
+                                          cwd=ROOT, env=self.environ(), stdout=out, stderr=subprocess.STDOUT)
+        for name in ("django.sock", "ws.sock"):
+            path = str(self.run_dir / name)
+            wait_for(lambda: self.uwsgi.poll() is None and can_connect(path), 60, f"uWSGI {name}", log)
+
+    def start_nginx(self) -> None:
+        conf = self.render_nginx()
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        log = self.run_dir / "nginx-error.log"
+        with open(self.run_dir / "nginx.log", "ab") as out:
+            self.nginx = subprocess.Popen([binary, "-p", str(self.run_dir), "-c", str(conf), "-g", "daemon off;"],
+                                          stdout=out, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.nginx.poll() is None and can_connect(("127.0.0.1", self.port)), 20, "nginx", log)
+
+    def pid_of(self, instance: str) -> int:
+        """Returns the master PID of ``instance`` ("django" or "websocket")."""
+        return int((self.run_dir / f"{instance}.pid").read_text().strip())
+
+    def worker_pids(self, instance: str) -> list[int]:
+        master = self.pid_of(instance)
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def reload(self, instance: str) -> None:
+        """Gracefully reloads one instance (SIGHUP to its master); the other is untouched."""
+        os.kill(self.pid_of(instance), signal.SIGHUP)
+
+    def stop(self) -> None:
+        stop_pid(self.nginx, signal.SIGQUIT, 10)
+        stop_pid(self.uwsgi, signal.SIGTERM, 30)
+        self.nginx = self.uwsgi = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def manage(*args: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, check=True)
+
+
+def run(port: int) -> None:
+    """Sets up and serves the site until Ctrl-C or SIGTERM, then stops what it started."""
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    own_redis = None
+    if not redis_answers(redis_url):
+        parsed = urlparse(redis_url)
+        if parsed.hostname not in ("127.0.0.1", "localhost"):
+            sys.exit(f"No Redis answers at {redis_url}; start it or set REDIS_URL.")
+        print(f"No Redis answers at {redis_url}: starting redis-server on port {parsed.port or 6379}")
+        own_redis = RedisServer(parsed.port or 6379, private_dir("ws4r-redis-")).start()
+    env = dict(os.environ, REDIS_URL=redis_url)
+    manage("migrate", "--noinput", "-v", "0", env=env)
+    manage("collectstatic", "--noinput", "-v", "0", env=env)
+    run_dir = ROOT / "run"
+    stack = Stack(port, redis_url, run_dir=run_dir, static_root=Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles")))
+    stopping = []
+
+    def stop(*_: object) -> None:
+        stopping.append(True)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        stack.start()
+        print(f"\nServing on {stack.http_url}/  (logs in {run_dir}/; Ctrl-C stops everything)\n")
+        for page in PAGES:
+            print(f"  {stack.http_url}{page}")
+        print(f"  WebSockets: {stack.ws_url}/ws/<facility>?subscribe-broadcast  and  {stack.ws_url}/ws/echo/")
+        sys.stdout.flush()
+        while not stopping:
+            if stack.uwsgi.poll() is not None or stack.nginx.poll() is not None:
+                print(f"A server stopped unexpectedly; see {run_dir}/uwsgi.log and nginx-error.log", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        print("Stopping nginx, uWSGI" + (" and redis-server" if own_redis else ""))
+        stack.stop()
+        if own_redis is not None:
+            own_redis.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m deploy.stack", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="set up and serve the site")
+    run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.port)
+
+
+if __name__ == "__main__":
+    main()
