@@ -21,7 +21,6 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": [
         "pytest==9.2.0",
-        "pytest-django==4.14.0",
         "pytest-timeout==2.4.0",
         "playwright==1.65.2",
         "hypothesis==6.170.15",

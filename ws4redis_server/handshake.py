@@ -93,7 +93,8 @@ def identify(request: WSGIRequest) -> Identity:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return Identity(None, (), session_key)
-    groups = tuple(user.groups.values_list("name", flat=True)) if hasattr(user, "groups") else ()
+    manager = getattr(user, "groups", None)
+    groups = tuple(manager.values_list("name", flat=True)) if manager is not None else ()
     return Identity(user.get_username(), groups, session_key)
 
 

@@ -56,6 +56,7 @@ class Hub:
         self._confirmed: dict[str, Event] = {}
         self._dirty = Event()
         self._connected = Event()
+        self._down = False  # a connection attempt failed and none has succeeded since
         self._write_lock = Semaphore()
         self._pubsub: Any = None
         self._greenlets: list[gevent.Greenlet] = []
@@ -106,11 +107,13 @@ class Hub:
 
     def wait_subscribed(self, channels: Iterable[str], timeout: float) -> bool:
         """Waits until Redis has confirmed every channel of ``channels``, at most ``timeout``
-        seconds. Returns False at once if Redis is unreachable (the hub subscribes later)."""
+        seconds. Returns False at once if Redis is known to be unreachable (the hub subscribes
+        when it is back); while the hub is still making its first connection, waits for it."""
         deadline = time.monotonic() + timeout
         for channel in channels:
             if not self._connected.is_set():
-                return False
+                if self._down or not self._connected.wait(max(0.0, deadline - time.monotonic())):
+                    return False
             event = self._confirmed.get(channel)
             if event is None:
                 event = self._confirmed[channel] = Event()
@@ -137,6 +140,7 @@ class Hub:
             try:
                 self._connect()
             except redis.RedisError as exc:
+                self._down = True
                 if down_since is None:
                     down_since = time.monotonic()
                     self.stats["outages"] += 1
@@ -145,6 +149,7 @@ class Hub:
                 gevent.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            self._down = False
             if down_since is not None:
                 logger.warning("Redis at %s is back after %.1fs; resubscribing %d channels",
                                self.settings.redis_url, time.monotonic() - down_since, len(self._listeners))
@@ -154,6 +159,7 @@ class Hub:
             try:
                 self._read_messages()
             except (redis.RedisError, OSError) as exc:
+                self._down = True
                 down_since = time.monotonic()
                 self.stats["outages"] += 1
                 logger.error("Lost Redis at %s (%s); sockets stay open, reconnecting",

@@ -64,7 +64,7 @@ def publish_to(client: redis.Redis, channels: Iterable[str], message: bytes, exp
         for channel in channels:
             pipe.publish(channel, message)
             if expire > 0:
-                pipe.setex(channel, expire, message)
+                pipe.set(channel, message, ex=expire)  # SETEX, as ws4redis
         replies = pipe.execute()
     return sum(replies[:: 2 if expire > 0 else 1])
 
