@@ -5,7 +5,8 @@ may only view or change broadcasts can read the delivery figures but send nothin
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 from django import forms
@@ -100,6 +101,7 @@ class BroadcastAdmin(admin.ModelAdmin):
             else:
                 sent.append(broadcast)
         if len(sent) == 1:
-            self.message_user(request, f"Sent “{sent[0]}” to {sent[0].get_audience_display().lower()}.")
+            audience = sent[0].get_audience_display().lower()
+            self.message_user(request, f"Sent “{sent[0]}” to {audience}.", messages.SUCCESS)
         elif sent:
-            self.message_user(request, f"Sent {len(sent)} broadcasts.")
+            self.message_user(request, f"Sent {len(sent)} broadcasts.", messages.SUCCESS)

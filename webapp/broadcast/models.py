@@ -36,7 +36,7 @@ def default_lifetime() -> timedelta:
 
 
 class BroadcastQuerySet(models.QuerySet["Broadcast"]):
-    def live(self, now: datetime | None = None) -> "BroadcastQuerySet":
+    def live(self, now: datetime | None = None) -> BroadcastQuerySet:
         """Returns the broadcasts that were sent and are still visible at ``now``."""
         now = now or timezone.now()
         return self.filter(
@@ -44,7 +44,7 @@ class BroadcastQuerySet(models.QuerySet["Broadcast"]):
             sent_at__isnull=False,
         )
 
-    def visible_to(self, user: Any) -> "BroadcastQuerySet":
+    def visible_to(self, user: Any) -> BroadcastQuerySet:
         """Returns the broadcasts addressed to ``user`` (everyone's, and for a logged-in user
         those naming them or one of their groups)."""
         if user is None or not user.is_authenticated:

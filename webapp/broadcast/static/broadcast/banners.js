@@ -4,7 +4,7 @@
 // socket's replay, or through two groups) shows once; a dismissed id stays hidden in this browser.
 import { WS4Redis } from "../ws4redis/ws4redis.js";
 
-const LEVELS = new Set(["info", "warning", "critical"]);
+const LEVEL_NAMES = { info: "Info", warning: "Warning", critical: "Critical" };
 const DISMISSED_KEY = "broadcast:dismissed";
 // Enough to cover every broadcast still live; older ids are forgotten first.
 const MAX_REMEMBERED = 200;
@@ -39,7 +39,7 @@ function bannerOf(id) {
 
 function isBroadcast(value) {
   return value !== null && typeof value === "object" && Number.isInteger(value.id)
-    && typeof value.message === "string" && LEVELS.has(value.level);
+    && typeof value.message === "string" && Object.hasOwn(LEVEL_NAMES, value.level);
 }
 
 function expiryDelay(broadcast) {
@@ -52,6 +52,9 @@ function show(broadcast) {
   if (!banner) {
     banner = document.createElement("div");
     banner.dataset.broadcastId = String(broadcast.id);
+    // The level in words too: colour alone does not reach everyone.
+    const level = document.createElement("strong");
+    level.className = "broadcast-level";
     const text = document.createElement("p");
     text.className = "broadcast-message";
     const close = document.createElement("button");
@@ -63,12 +66,13 @@ function show(broadcast) {
       remember(broadcast.id);
       banner.remove();
     });
-    banner.append(text, close);
+    banner.append(level, text, close);
     container.prepend(banner);
   }
   // A re-sent broadcast may have been edited: the latest copy wins.
   banner.className = `broadcast broadcast-${broadcast.level}`;
   banner.setAttribute("role", broadcast.level === "critical" ? "alert" : "status");
+  banner.querySelector(".broadcast-level").textContent = LEVEL_NAMES[broadcast.level];
   banner.querySelector(".broadcast-message").textContent = broadcast.message;
   clearTimeout(Number(banner.dataset.expiryTimer));
   const delay = expiryDelay(broadcast);
