@@ -16,13 +16,13 @@ class RoomForm(forms.ModelForm):
 
     class Meta:
         model = Room
-        fields = ["slug", "title", "group"]
-        labels = {"group": "Restricted to group"}
+        fields = ("slug", "title", "group")
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         groups = self.fields["group"]
         groups.queryset = Group.objects.filter(user=user).order_by("name") if user.is_authenticated else Group.objects.none()
+        groups.label = "Restricted to group"
         groups.empty_label = "Nobody: a public room"
         self.fields["slug"].widget.attrs.update({"placeholder": "team-news", "autocomplete": "off"})
 

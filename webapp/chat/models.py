@@ -27,7 +27,7 @@ def not_reserved(value: str) -> None:
 
 
 class RoomQuerySet(models.QuerySet["Room"]):
-    def visible_to(self, user: Any) -> "RoomQuerySet":
+    def visible_to(self, user: Any) -> RoomQuerySet:
         """Returns the public rooms and the rooms of ``user``'s groups."""
         if not user.is_authenticated:
             return self.filter(group__isnull=True)
@@ -48,7 +48,7 @@ class Room(models.Model):
     objects = RoomQuerySet.as_manager()
 
     class Meta:
-        ordering = ["slug"]
+        ordering = ("slug",)
 
     def __str__(self) -> str:
         return self.slug
@@ -81,8 +81,8 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["id"]
-        indexes = [models.Index(fields=["room", "id"], name="chat_message_room_id")]
+        ordering = ("id",)
+        indexes = (models.Index(fields=["room", "id"], name="chat_message_room_id"),)
 
     def __str__(self) -> str:
         return f"{self.author} in {self.room}: {self.text[:40]}"
@@ -100,7 +100,7 @@ class Message(models.Model):
 
 
 class PrivateMessageQuerySet(models.QuerySet["PrivateMessage"]):
-    def between(self, user: Any, other: Any) -> "PrivateMessageQuerySet":
+    def between(self, user: Any, other: Any) -> PrivateMessageQuerySet:
         """Returns the messages ``user`` and ``other`` sent each other."""
         return self.filter(Q(sender=user, recipient=other) | Q(sender=other, recipient=user))
 
@@ -117,11 +117,11 @@ class PrivateMessage(models.Model):
     objects = PrivateMessageQuerySet.as_manager()
 
     class Meta:
-        ordering = ["id"]
-        indexes = [
+        ordering = ("id",)
+        indexes = (
             models.Index(fields=["sender", "recipient", "id"], name="chat_private_pair_id"),
             models.Index(fields=["recipient", "sender", "id"], name="chat_private_pair_rev_id"),
-        ]
+        )
 
     def __str__(self) -> str:
         return f"{self.sender} to {self.recipient}: {self.text[:40]}"

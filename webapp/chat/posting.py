@@ -8,7 +8,8 @@ and reason.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from django.http import HttpRequest, HttpResponse, JsonResponse

@@ -50,7 +50,7 @@ for i, name in ipairs(names) do encoded[i] = cjson.encode(name) end
 local users = '[' .. table.concat(encoded, ',') .. ']'
 local last = redis.call('HMGET', KEYS[2], 'users', 'version')
 local version = tonumber(last[2]) or 0
-if last[1] ~= users then
+if (last[1] or '[]') ~= users then
   version = math.max(version + 1, math.floor(now * 1000))
   redis.call('HSET', KEYS[2], 'users', users, 'version', string.format('%d', version))
   redis.call('PUBLISH', ARGV[5],
