@@ -1,4 +1,5 @@
-"""The admin of broadcasts: adding one sends it at once; an action sends chosen ones again.
+"""The admin of broadcasts: adding one sends it at once; an action sends chosen ones again;
+deleting one takes it off the pages.
 
 Sending needs the model's add permission (the add view and the action both check it); staff who
 may only view or change broadcasts can read the delivery figures but send nothing.
@@ -15,7 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .models import Audience, Broadcast
-from .sending import NotSendable, deliveries, send
+from .sending import NotSendable, deliveries, send, withdraw
 
 # Changing these on a sent broadcast leaves open pages with the old copy until it is re-sent.
 PUBLISHED_FIELDS = {"message", "level", "audience", "users", "groups", "expires_at"}
@@ -76,6 +77,14 @@ class BroadcastAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
+    def delete_model(self, request: HttpRequest, obj: Broadcast) -> None:
+        self._withdraw(request, [obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Broadcast]) -> None:
+        self._withdraw(request, queryset)
+        super().delete_queryset(request, queryset)
+
     @admin.action(description="Re-send selected broadcasts", permissions=["add"])
     def resend(self, request: HttpRequest, queryset: QuerySet[Broadcast]) -> None:
         self._send(request, queryset)
@@ -105,3 +114,16 @@ class BroadcastAdmin(admin.ModelAdmin):
             self.message_user(request, f"Sent “{sent[0]}” to {audience}.", messages.SUCCESS)
         elif sent:
             self.message_user(request, f"Sent {len(sent)} broadcasts.", messages.SUCCESS)
+
+    def _withdraw(self, request: HttpRequest, broadcasts: Iterable[Broadcast]) -> None:
+        """Takes the sent ones among ``broadcasts`` off the pages, or says why it could not."""
+        for broadcast in broadcasts:
+            if broadcast.sent_at is None:
+                continue
+            try:
+                withdraw(broadcast)
+            except redis.RedisError as exc:
+                self.message_user(
+                    request, f"“{broadcast}” may stay on pages until it expires: Redis is unreachable ({exc}).",
+                    messages.WARNING,
+                )

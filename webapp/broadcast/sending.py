@@ -13,10 +13,12 @@ from datetime import datetime
 from django.utils import timezone
 
 from ws4redis_server import RedisPublisher
+from ws4redis_server.redis_client import get_redis
 
 from .models import Audience, Broadcast
 
 FACILITY = "broadcast"
+_DELETE_IF_UNCHANGED = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class NotSendable(Exception):
@@ -56,6 +58,26 @@ def send(broadcast: Broadcast, now: datetime | None = None) -> str:
     broadcast.receipt_id = receipt_id
     broadcast.save(update_fields=["sent_at", "receipt_id"])
     return receipt_id
+
+
+def withdraw(broadcast: Broadcast) -> None:
+    """Takes ``broadcast`` off the pages showing it and off the copies kept for pages opened
+    later; call it before deleting it (its audience is read from the database). Raises
+    redis.RedisError when Redis cannot be reached."""
+    publisher = publisher_for(broadcast)
+    publisher.publish_message(json.dumps({"id": broadcast.pk, "withdrawn": True}), expire=0)
+    client = get_redis()
+    for channel, kept in zip(publisher.channels, client.mget(publisher.channels) if publisher.channels else ()):
+        if kept is not None and _id_of(kept) == broadcast.pk:
+            # Atomically, so that a broadcast sent meanwhile is not the one dropped.
+            client.eval(_DELETE_IF_UNCHANGED, 1, channel, kept)
+
+
+def _id_of(message: bytes) -> object:
+    try:
+        return json.loads(message).get("id")
+    except (ValueError, AttributeError):
+        return None
 
 
 def deliveries(broadcast: Broadcast) -> int | None:

@@ -33,9 +33,9 @@ def make_staff(make_user: Callable[..., Any]) -> Callable[..., Any]:
 
 @pytest.fixture
 def admin_client(make_staff: Callable[..., Any]) -> Client:
-    """A Django test client logged in as staff allowed to send (add, change and view)."""
+    """A Django test client logged in as staff with every broadcast permission."""
     client = Client()
-    client.force_login(make_staff("add", "change", "view"))
+    client.force_login(make_staff("add", "change", "view", "delete"))
     return client
 
 

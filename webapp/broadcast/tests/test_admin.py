@@ -200,3 +200,23 @@ def test_changelist_shows_when_sent(admin_client: Client, listener: Any) -> None
     assert "status page" in response.content.decode()
     assert response.context["cl"].result_count == 1
     assert sent_at is not None
+
+
+def test_deleting_takes_it_off_open_pages_and_off_the_kept_copy(admin_client: Client, listener: Any) -> None:
+    post_broadcast(admin_client, message="wrong room number")
+    published(listener)
+    broadcast = Broadcast.objects.get()
+    response = admin_client.post(f"{CHANGELIST_URL}{broadcast.pk}/delete/", {"post": "yes"}, follow=True)
+    assert response.status_code == 200 and not Broadcast.objects.exists()
+    assert published(listener) == [(channel("broadcast"), {"id": broadcast.pk, "withdrawn": True})]
+    assert get_redis().get(channel("broadcast")) is None
+
+
+def test_deleting_an_older_one_keeps_the_last_copy(admin_client: Client, listener: Any) -> None:
+    post_broadcast(admin_client, message="older")
+    post_broadcast(admin_client, message="newer")
+    published(listener)
+    older, newer = Broadcast.objects.order_by("pk")
+    admin_client.post(CHANGELIST_URL, {"action": "delete_selected", "_selected_action": [older.pk], "post": "yes"})
+    assert [payload for _, payload in published(listener)] == [{"id": older.pk, "withdrawn": True}]
+    assert json.loads(get_redis().get(channel("broadcast")))["id"] == newer.pk

@@ -142,3 +142,16 @@ def test_a_banner_leaves_when_its_broadcast_expires(open_page) -> None:
     expect(banner(page, short)).to_have_count(0, timeout=10_000)
     page.reload()
     expect(banner(page, short)).to_have_count(0)
+
+
+def test_deleting_a_broadcast_takes_its_banner_down(open_page, send_from_admin, admin_client) -> None:
+    kept, deleted = send_from_admin(), send_from_admin()
+    page = open_page()
+    expect(banner(page, deleted)).to_be_visible()
+    response = admin_client.post(f"/admin/broadcast/broadcast/{deleted.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    expect(banner(page, deleted)).to_have_count(0, timeout=5000)
+    page.reload()
+    expect(page.locator("#broadcast-banners")).to_have_attribute("data-socket-state", "open", timeout=10_000)
+    expect(banner(page, kept)).to_be_visible()
+    expect(banner(page, deleted)).to_have_count(0)

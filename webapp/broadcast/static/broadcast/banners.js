@@ -89,6 +89,7 @@ function receive(data) {
     return; // not a broadcast
   }
   if (isBroadcast(broadcast)) show(broadcast);
+  else if (broadcast?.withdrawn === true && Number.isInteger(broadcast.id)) bannerOf(broadcast.id)?.remove();
 }
 
 config.live.forEach(show);
