@@ -156,3 +156,20 @@ def test_server_closes_with_1000_when_handler_returns(stack) -> None:
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
         assert closed.value.rcvd.code == 1000
+
+
+def test_delivery_receipts_count_sockets_across_workers(stack) -> None:
+    from deploy.stack import wait_for
+    from ws4redis_server.receipts import delivery_count
+
+    name = facility()
+    sockets = [connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") for _ in range(7)]
+    try:
+        message_id = RedisPublisher(facility=name, broadcast=True).publish_message(
+            "counted", expire=0, count_deliveries=True)
+        assert [ws.recv(timeout=10) for ws in sockets] == ["counted"] * 7  # the envelope is stripped
+        wait_for(lambda: delivery_count(message_id) == 7, 10, "7 receipts")
+    finally:
+        for ws in sockets:
+            ws.close()
+    assert delivery_count("no-such-id") == 0

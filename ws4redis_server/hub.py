@@ -21,6 +21,7 @@ import redis
 from gevent.event import Event
 from gevent.lock import Semaphore
 
+from . import receipts
 from .conf import Settings, get_settings
 from .redis_client import get_redis, make_client
 
@@ -29,6 +30,7 @@ logger = logging.getLogger("ws4redis_server.hub")
 BATCH = 1000  # channels per SUBSCRIBE / UNSUBSCRIBE command
 READ_TIMEOUT = 15.0  # seconds without traffic before the hub pings Redis
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+RECEIPTS_FLUSH = 0.2  # seconds between writes of delivery counts to Redis
 
 
 class Listener(Protocol):
@@ -60,13 +62,15 @@ class Hub:
         self._write_lock = Semaphore()
         self._pubsub: Any = None
         self._greenlets: list[gevent.Greenlet] = []
+        self._receipts: dict[str, int] = {}
         self.stats = {"messages_in": 0, "deliveries": 0, "reconnects": 0, "outages": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> Hub:
         if not self._greenlets:
-            self._greenlets = [gevent.spawn(self._read_forever), gevent.spawn(self._write_forever)]
+            self._greenlets = [gevent.spawn(self._read_forever), gevent.spawn(self._write_forever),
+                               gevent.spawn(self._count_forever)]
         return self
 
     def stop(self) -> None:
@@ -164,6 +168,9 @@ class Hub:
                 self.stats["outages"] += 1
                 logger.error("Lost Redis at %s (%s); sockets stay open, reconnecting",
                              self.settings.redis_url, exc)
+            except Exception:
+                # A bug must not leave the process deaf: log it and start over on a new connection.
+                logger.exception("hub reader failed; reconnecting")
             finally:
                 self._connected.clear()
                 self._close_pubsub()
@@ -209,11 +216,13 @@ class Hub:
                 stats["messages_in"] += 1
                 receivers = listeners.get(channel)
                 if receivers:
-                    data = message["data"]
+                    receipt, data = receipts.unwrap(message["data"])
                     text = is_text(data)
                     for listener in tuple(receivers):
                         listener.deliver(channel, data, text)
                     stats["deliveries"] += len(receivers)
+                    if receipt is not None:
+                        self._receipts[receipt] = self._receipts.get(receipt, 0) + len(receivers)
             elif kind == "subscribe":
                 self._on_confirmed(message["channel"].decode("utf-8", "replace"))
 
@@ -225,6 +234,23 @@ class Hub:
         self._inflight.pop(channel, None)
         if channel in self._sent:
             self._confirmed.setdefault(channel, Event()).set()
+
+    # -- delivery receipts -----------------------------------------------------------------------
+
+    def _count_forever(self) -> None:
+        while True:
+            gevent.sleep(RECEIPTS_FLUSH)
+            if not self._receipts:
+                continue
+            counts, self._receipts = self._receipts, {}
+            try:
+                with get_redis().pipeline(transaction=False) as pipe:
+                    for message_id, count in counts.items():
+                        pipe.incrby(receipts.KEY + message_id, count)
+                        pipe.expire(receipts.KEY + message_id, receipts.TTL)
+                    pipe.execute()
+            except redis.RedisError as exc:
+                logger.warning("could not record %d delivery counts: %s", len(counts), exc)
 
     # -- writer --------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 import redis
 
+from . import receipts
 from .channels import AUDIENCES, channel_name, check_facility
 from .conf import get_settings
 from .redis_client import get_redis
@@ -120,13 +121,25 @@ class RedisPublisher:
                 channels.append(channel_name(prefix, "session", facility, key))
         self.channels = list(dict.fromkeys(channels))
 
-    def publish_message(self, message: Any, expire: int | None = None) -> int:
+    def publish_message(self, message: Any, expire: int | None = None, count_deliveries: bool = False) -> Any:
         """Publishes ``message`` (str, bytes or RedisMessage) on this publisher's channels and,
         unless ``expire`` is 0, keeps it ``expire`` seconds (default ``WS4REDIS_EXPIRE``) for
-        sockets that connect later. Returns the sum of PUBLISH replies; raises redis.RedisError."""
+        sockets that connect later. Returns the sum of PUBLISH replies, or with
+        ``count_deliveries`` the message id for ``receipts.delivery_count``. Raises RedisError."""
         if expire is None:
             expire = get_settings().expire
-        return publish_to(get_redis(), self.channels, as_bytes(message), expire)
+        data = as_bytes(message)
+        if not count_deliveries:
+            return publish_to(get_redis(), self.channels, data, expire)
+        message_id = receipts.new_id()
+        publish_to(get_redis(), self.channels, receipts.wrap(message_id, data), 0)
+        if expire > 0:
+            # The persisted copy is the plain message: replays on connect are not counted.
+            with get_redis().pipeline(transaction=False) as pipe:
+                for channel in self.channels:
+                    pipe.set(channel, data, ex=expire)
+                pipe.execute()
+        return message_id
 
     def fetch_message(self, request: Any, facility: str, audience: str = "any") -> bytes | None:
         """Returns the persisted message of ``facility`` for ``request``'s session, user, groups
