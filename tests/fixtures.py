@@ -182,3 +182,30 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def new_page(stack: Stack, browser: Any, login_cookie: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Returns ``new_page(user=None)``: a page on the stack in a browser context of its own,
+    logged in as ``user`` if given. Every dialog a page opens is recorded in ``page.dialogs``."""
+    from django.conf import settings
+
+    # Playwright's sync API keeps an event loop in this thread, which makes Django refuse ORM
+    # calls; the tests' ORM calls are ordinary blocking ones, made between page steps.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    contexts = []
+
+    def open_(user: Any = None) -> Any:
+        context = browser.new_context(base_url=stack.http_url, viewport={"width": 1100, "height": 800})
+        contexts.append(context)
+        if user is not None:
+            context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": login_cookie(user),
+                                  "url": stack.http_url}])
+        page = context.new_page()
+        page.dialogs = []
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
