@@ -1,4 +1,6 @@
 from django.urls import path
 
+from . import views
+
 app_name = "gameoflife"
-urlpatterns: list = []
+urlpatterns = [path("", views.watch, name="watch")]
