@@ -178,6 +178,9 @@ def browser() -> Iterator[Any]:
     executable = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not Path(executable).exists():
         pytest.fail(f"{executable} is missing: install Debian's chromium (make test does)")
+    # Playwright's sync API leaves an event loop running in this thread for the rest of the
+    # session, so Django would refuse ORM calls in every later test, browser or not.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         yield launched

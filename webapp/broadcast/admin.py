@@ -7,6 +7,7 @@ may only view or change broadcasts can read the delivery figures but send nothin
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -14,6 +15,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from .models import Audience, Broadcast
 from .sending import NotSendable, deliveries, send, withdraw
@@ -26,6 +28,13 @@ class BroadcastForm(forms.ModelForm):
     class Meta:
         model = Broadcast
         fields = ["message", "level", "audience", "users", "groups", "expires_at"]
+
+    def clean_expires_at(self) -> datetime | None:
+        expires_at = self.cleaned_data["expires_at"]
+        # Only a new expiry: an expired broadcast may still be corrected, for the record.
+        if expires_at is not None and "expires_at" in self.changed_data and expires_at <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return expires_at
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

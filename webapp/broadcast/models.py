@@ -7,7 +7,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -90,10 +89,6 @@ class Broadcast(models.Model):
     def __str__(self) -> str:
         text = " ".join(self.message.split())
         return text if len(text) <= 60 else f"{text[:59]}…"
-
-    def clean(self) -> None:
-        if self.expires_at is not None and self.expires_at <= timezone.now():
-            raise ValidationError({"expires_at": "The expiry must be in the future."})
 
     def as_payload(self) -> dict[str, Any]:
         """Returns what pages receive: the JSON-ready id, message, level and expiry (ISO 8601,

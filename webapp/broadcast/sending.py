@@ -13,6 +13,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from ws4redis_server import RedisPublisher
+from ws4redis_server.receipts import delivery_count
 from ws4redis_server.redis_client import get_redis
 
 from .models import Audience, Broadcast
@@ -66,14 +67,16 @@ def withdraw(broadcast: Broadcast) -> None:
     redis.RedisError when Redis cannot be reached."""
     publisher = publisher_for(broadcast)
     publisher.publish_message(json.dumps({"id": broadcast.pk, "withdrawn": True}), expire=0)
+    if not publisher.channels:
+        return
     client = get_redis()
-    for channel, kept in zip(publisher.channels, client.mget(publisher.channels) if publisher.channels else ()):
+    for channel, kept in zip(publisher.channels, client.mget(publisher.channels), strict=True):
         if kept is not None and _id_of(kept) == broadcast.pk:
             # Atomically, so that a broadcast sent meanwhile is not the one dropped.
             client.eval(_DELETE_IF_UNCHANGED, 1, channel, kept)
 
 
-def _id_of(message: bytes) -> object:
+def _id_of(message: bytes | str) -> object:
     try:
         return json.loads(message).get("id")
     except (ValueError, AttributeError):
@@ -83,8 +86,6 @@ def _id_of(message: bytes) -> object:
 def deliveries(broadcast: Broadcast) -> int | None:
     """Returns how many sockets received the last copy of ``broadcast``, None if never sent;
     raises redis.RedisError when Redis cannot be reached."""
-    from ws4redis_server.receipts import delivery_count
-
     if not broadcast.receipt_id:
         return None
     return delivery_count(broadcast.receipt_id)

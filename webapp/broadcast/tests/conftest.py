@@ -25,7 +25,8 @@ def make_staff(make_user: Callable[..., Any]) -> Callable[..., Any]:
     def make(*perms: str, **fields: Any) -> Any:
         user = make_user(is_staff=True, **fields)
         codenames = [f"{perm}_broadcast" for perm in perms]
-        user.user_permissions.add(*Permission.objects.filter(content_type__app_label="broadcast", codename__in=codenames))
+        permissions = Permission.objects.filter(content_type__app_label="broadcast", codename__in=codenames)
+        user.user_permissions.add(*permissions)
         return user
 
     return make

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -17,6 +17,7 @@ from webapp.broadcast.models import Broadcast
 from webapp.broadcast.sending import FACILITY
 from ws4redis_server.channels import channel_name
 from ws4redis_server.conf import get_settings
+from ws4redis_server.receipts import unwrap
 from ws4redis_server.redis_client import get_redis
 
 pytestmark = pytest.mark.usefixtures("no_live_broadcasts")
@@ -44,9 +45,18 @@ def published(pubsub: Any, timeout: float = 5) -> list[tuple[str, dict[str, Any]
     (a short wait once the first has come)."""
     found = []
     while (message := pubsub.get_message(timeout=timeout)) is not None:
-        found.append((message["channel"].decode(), json.loads(message["data"])))
+        # With delivery receipts, the data is in an envelope that the WebSocket servers remove.
+        _, data = unwrap(message["data"])
+        found.append((message["channel"].decode(), json.loads(data)))
         timeout = 0.3
     return found
+
+
+def kept_copy() -> bytes:
+    """The message persisted on the facility's broadcast channel (for sockets that connect later)."""
+    kept = get_redis().get(channel("broadcast"))
+    assert isinstance(kept, bytes)
+    return kept
 
 
 def post_broadcast(client: Client, **fields: Any) -> Any:
@@ -67,12 +77,11 @@ def test_saving_publishes_at_once(admin_client: Client, listener: Any) -> None:
 
 
 def test_persisted_until_the_expiry(admin_client: Client, listener: Any) -> None:
-    expires = timezone.now() + timedelta(minutes=10)
-    post_broadcast(admin_client, expires_at_0=expires.strftime("%Y-%m-%d"), expires_at_1=expires.strftime("%H:%M:%S"))
+    post_broadcast(admin_client, **expiry_fields(timezone.now() + timedelta(minutes=10)))
     assert published(listener)
     ttl = get_redis().ttl(channel("broadcast"))
     assert 590 <= ttl <= 600
-    assert json.loads(get_redis().get(channel("broadcast")))["id"] == Broadcast.objects.get().pk
+    assert json.loads(kept_copy())["id"] == Broadcast.objects.get().pk
 
 
 def test_without_expiry_persisted_for_ws4redis_expire(admin_client: Client, listener: Any) -> None:
@@ -103,11 +112,30 @@ def test_a_targeted_audience_needs_recipients(admin_client: Client, listener: An
     assert published(listener, timeout=0.5) == []
 
 
+def expiry_fields(when: datetime) -> dict[str, str]:
+    """The admin's split date and time inputs for ``when``."""
+    return {"expires_at_0": when.strftime("%Y-%m-%d"), "expires_at_1": when.strftime("%H:%M:%S")}
+
+
 def test_an_expiry_in_the_past_is_refused(admin_client: Client, listener: Any) -> None:
-    past = timezone.now() - timedelta(minutes=1)
-    response = post_broadcast(admin_client, expires_at_0=past.strftime("%Y-%m-%d"), expires_at_1=past.strftime("%H:%M:%S"))
-    assert "expires_at" in response.context["adminform"].form.errors
+    response = post_broadcast(admin_client, **expiry_fields(timezone.now() - timedelta(minutes=1)))
+    assert response.context["adminform"].form.errors["expires_at"] == ["The expiry must be in the future."]
     assert published(listener, timeout=0.5) == []
+
+
+def test_an_expired_broadcast_can_still_be_corrected(admin_client: Client, listener: Any) -> None:
+    post_broadcast(admin_client, message="typo", **expiry_fields(timezone.now() + timedelta(minutes=1)))
+    published(listener)
+    expired = timezone.now() - timedelta(minutes=1)
+    Broadcast.objects.update(expires_at=expired)
+    broadcast = Broadcast.objects.get()
+    response = admin_client.post(
+        f"{CHANGELIST_URL}{broadcast.pk}/change/",
+        {"message": "fixed", "level": "info", "audience": "everyone", **expiry_fields(expired)},
+    )
+    assert response.status_code == 302
+    broadcast.refresh_from_db()
+    assert broadcast.message == "fixed"
 
 
 @pytest.mark.parametrize("perms", [(), ("view",), ("change", "view", "delete")])
@@ -219,4 +247,4 @@ def test_deleting_an_older_one_keeps_the_last_copy(admin_client: Client, listene
     older, newer = Broadcast.objects.order_by("pk")
     admin_client.post(CHANGELIST_URL, {"action": "delete_selected", "_selected_action": [older.pk], "post": "yes"})
     assert [payload for _, payload in published(listener)] == [{"id": older.pk, "withdrawn": True}]
-    assert json.loads(get_redis().get(channel("broadcast")))["id"] == newer.pk
+    assert json.loads(kept_copy())["id"] == newer.pk

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -20,33 +19,24 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_live_broadcasts")
 ADD_URL = "/admin/broadcast/broadcast/add/"
 
 
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Playwright's sync API keeps an event loop in this thread, which makes Django refuse
-    # ORM calls; these tests' ORM calls are ordinary blocking ones, made between page steps.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
 @pytest.fixture
-def open_page(stack, browser, login_cookie) -> Iterator[Callable[..., Page]]:
-    """Opens a page of the site in a new browser context (as ``user``, or anonymously) and waits
-    until its broadcast socket is open."""
-    contexts = []
+def open_page(new_page: Callable[..., Page]) -> Callable[..., Page]:
+    """Returns ``open_page(path="/", user=None, listening=True)``: a page of the site in a browser
+    context of its own (as ``user``, or anonymously), once its broadcast socket is open."""
 
     def open_(path: str = "/", user: Any = None, listening: bool = True) -> Page:
-        context = browser.new_context(base_url=stack.http_url)
-        contexts.append(context)
-        if user is not None:
-            context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": login_cookie(user), "url": stack.http_url}])
-        page = context.new_page()
+        page = new_page(user)
         page.goto(path)
         if listening:
-            expect(page.locator("#broadcast-banners")).to_have_attribute("data-socket-state", "open", timeout=10_000)
+            wait_until_listening(page)
         return page
 
-    yield open_
-    for context in contexts:
-        context.close()
+    return open_
+
+
+def wait_until_listening(page: Page) -> None:
+    """Waits until the page's broadcast socket is open (and so subscribed)."""
+    expect(page.locator("#broadcast-banners")).to_have_attribute("data-socket-state", "open", timeout=10_000)
 
 
 @pytest.fixture
@@ -55,7 +45,7 @@ def admin_page(open_page, make_staff) -> Page:
     return open_page(ADD_URL, user=make_staff("add", "change", "view"), listening=False)
 
 
-def save_in_admin(admin_page: Page, message: str, level: str = "info", users: list[Any] = ()) -> None:
+def save_in_admin(admin_page: Page, message: str, level: str = "info", users: tuple[Any, ...] = ()) -> None:
     admin_page.goto(ADD_URL)
     admin_page.fill("#id_message", message)
     admin_page.check(f"input[name=level][value={level}]")
@@ -82,7 +72,9 @@ def test_a_banner_appears_on_an_open_page_when_the_admin_saves(open_page, admin_
     # Within a second of the save, without a reload.
     expect(banner(page, message)).to_be_visible(timeout=1000)
     expect(banner(page, message)).to_have_class("broadcast broadcast-warning")
-    page.screenshot(path=str(artifacts_dir / f"broadcast-live{path.strip('/').replace('/', '-') or '-home'}.png"))
+    page.screenshot(path=str(artifacts_dir / f"broadcast-live-{path.strip('/') or 'home'}.png"))
+    admin_page.reload()  # the list as it is once the page has it, with its delivery count
+    admin_page.screenshot(path=str(artifacts_dir / "broadcast-admin-changelist.png"))
 
 
 def test_a_page_opened_later_shows_every_live_broadcast(open_page, send_from_admin, artifacts_dir) -> None:
@@ -101,7 +93,7 @@ def test_a_targeted_broadcast_shows_only_on_its_users_pages(open_page, admin_pag
     alice, bob = make_user(), make_user()
     alice_page, bob_page = open_page(user=alice), open_page(user=bob)
     private = f"For Alice only ({uuid4().hex[:6]})"
-    save_in_admin(admin_page, private, users=[alice])
+    save_in_admin(admin_page, private, users=(alice,))
     expect(banner(alice_page, private)).to_be_visible(timeout=5000)
     # Sent after the private one: once Bob's page shows it, the private one had its chance.
     public = f"For everyone ({uuid4().hex[:6]})"
@@ -121,7 +113,7 @@ def test_a_dismissed_broadcast_stays_dismissed_in_that_browser(open_page, send_f
     banner(page, dismissed).locator(".broadcast-dismiss").click()
     expect(banner(page, dismissed)).to_have_count(0)
     page.reload()
-    expect(page.locator("#broadcast-banners")).to_have_attribute("data-socket-state", "open", timeout=10_000)
+    wait_until_listening(page)
     # The page still knows of it (and the socket replayed it): it is the browser that hides it.
     live = json.loads(page.locator("#broadcast-live").text_content())["live"]
     assert [item["id"] for item in live] == [dismissed.pk]
@@ -152,6 +144,6 @@ def test_deleting_a_broadcast_takes_its_banner_down(open_page, send_from_admin, 
     assert response.status_code == 302
     expect(banner(page, deleted)).to_have_count(0, timeout=5000)
     page.reload()
-    expect(page.locator("#broadcast-banners")).to_have_attribute("data-socket-state", "open", timeout=10_000)
+    wait_until_listening(page)
     expect(banner(page, kept)).to_be_visible()
     expect(banner(page, deleted)).to_have_count(0)

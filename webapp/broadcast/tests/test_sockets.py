@@ -72,7 +72,6 @@ def test_sockets_cannot_publish_on_the_facility(stack, make_user, login_cookie) 
         assert b"read-only" in caught.value.response.body
 
 
-@pytest.mark.xfail(reason="delivery receipts (publish_message(count_deliveries=True)) are not in the core yet", strict=False)
 def test_the_admin_counts_the_sockets_that_received_it(stack, send_from_admin, admin_client: Client) -> None:
     with ExitStack() as sockets:
         listening = [sockets.enter_context(page_socket(stack)) for _ in range(3)]
