@@ -44,6 +44,9 @@ os.environ["DATABASE_URL"] = (
 os.environ["STATIC_ROOT"] = str(WORK / "static")
 os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-" + uuid.uuid4().hex)
+# Once the session's Chromium is up, Playwright's sync API keeps an event loop in this thread and
+# Django would refuse every later ORM call; the tests' ORM calls are ordinary blocking ones.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 import django  # noqa: E402
 
@@ -188,14 +191,11 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def new_page(stack: Stack, browser: Any, login_cookie: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def new_page(stack: Stack, browser: Any, login_cookie: Any) -> Iterator[Any]:
     """Returns ``new_page(user=None)``: a page on the stack in a browser context of its own,
     logged in as ``user`` if given. Every dialog a page opens is recorded in ``page.dialogs``."""
     from django.conf import settings
 
-    # Playwright's sync API keeps an event loop in this thread, which makes Django refuse ORM
-    # calls; the tests' ORM calls are ordinary blocking ones, made between page steps.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     contexts = []
 
     def open_(user: Any = None) -> Any:
