@@ -21,7 +21,8 @@ class RoomForm(forms.ModelForm):
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         groups = self.fields["group"]
-        groups.queryset = Group.objects.filter(user=user).order_by("name") if user.is_authenticated else Group.objects.none()
+        own = Group.objects.filter(user=user) if user.is_authenticated else Group.objects.none()
+        groups.queryset = own.order_by("name")
         groups.label = "Restricted to group"
         groups.empty_label = "Nobody: a public room"
         self.fields["slug"].widget.attrs.update({"placeholder": "team-news", "autocomplete": "off"})

@@ -26,7 +26,7 @@ from .presence import Presence
 logger = logging.getLogger("webapp.chat")
 
 
-def _may_read(ws: WebSocket, slug: str) -> str | None:
+def _refusal(ws: WebSocket, slug: str) -> str | None:
     """Returns why the socket's user may not be counted in room ``slug``, or None if they may."""
     if not ws.identity.is_authenticated:
         return "Log in to appear online"
@@ -56,7 +56,7 @@ def _refresh_forever(presence: Presence, username: str, connection_id: str) -> N
 def presence(ws: WebSocket, slug: str) -> None:
     """Counts the socket's user online in room ``slug`` while the socket is open; closes with
     1008 if they may not read the room, 1013 if Redis cannot be reached."""
-    refusal = _may_read(ws, slug)
+    refusal = _refusal(ws, slug)
     if refusal is not None:
         ws.close(POLICY, refusal)
         return

@@ -38,8 +38,8 @@ def test_bad_sign_ups_are_refused_with_reasons(fields: dict, error: str) -> None
 
 def test_sign_up_ignores_a_next_page_on_another_site() -> None:
     response = Client().post("/accounts/signup/", {
-        "username": f"newcomer-{uuid.uuid4().hex[:8]}", "password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9",
-        "next": "https://elsewhere.example/",
+        "username": f"newcomer-{uuid.uuid4().hex[:8]}", "next": "https://elsewhere.example/",
+        "password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9",
     })
     assert response["Location"] == "/"
 

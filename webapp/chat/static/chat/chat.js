@@ -216,5 +216,11 @@ new WS4Redis({
 });
 
 if (config.presenceSocket) {
-  new WS4Redis({ uri: socketBase + config.presenceSocket, heartbeat, onmessage: onEvent });
+  const presence = new WS4Redis({
+    uri: socketBase + config.presenceSocket,
+    heartbeat,
+    onmessage: onEvent,
+    // 1008: the server will not count this user here (logged out, or no longer a member).
+    onclose: (event) => { if (event.code === 1008) presence.close(); },
+  });
 }
