@@ -27,7 +27,7 @@ SNAPSHOT = "chat:presence:{slug}:snapshot"
 SNAPSHOT_TTL = 86400  # seconds; versions stay increasing after it lapses (they start at now in ms)
 
 # KEYS[1] entries, KEYS[2] last snapshot. ARGV: now, op (add|remove|none), member, expires at,
-# channel, entries ttl. Returns {version, users as a JSON array}.
+# channel, snapshot ttl. Returns {version, users as a JSON array}.
 _UPDATE = r"""
 local now = tonumber(ARGV[1])
 if ARGV[2] == 'add' then
@@ -56,8 +56,10 @@ if (last[1] or '[]') ~= users then
   redis.call('PUBLISH', ARGV[5],
     '{"type":"presence","version":' .. string.format('%d', version) .. ',"users":' .. users .. '}')
 end
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[6]) end
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+-- The set itself goes when its last entry would have expired (a room everybody left abruptly).
+local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if latest[2] then redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(latest[2]) - now) + 1) end
 return {string.format('%d', version), users}
 """
 
@@ -79,7 +81,7 @@ class Presence:
 
     def __init__(self, slug: str) -> None:
         self.slug = slug
-        self.ttl = presence_ttl()
+        self.ttl: float = presence_ttl()
 
     def join(self, username: str, connection_id: str) -> Snapshot:
         """Counts the socket ``connection_id`` of ``username`` for the next CHAT_PRESENCE_TTL
@@ -106,6 +108,6 @@ class Presence:
         script = get_redis().register_script(_UPDATE)
         version, users = script(
             keys=[ENTRIES.format(slug=self.slug), SNAPSHOT.format(slug=self.slug)],
-            args=[repr(now), op, member, repr(now + self.ttl), room_channel(self.slug), 2 * self.ttl, SNAPSHOT_TTL],
+            args=[repr(now), op, member, repr(now + self.ttl), room_channel(self.slug), SNAPSHOT_TTL],
         )
         return Snapshot(int(version), json.loads(users))

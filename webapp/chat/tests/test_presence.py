@@ -50,16 +50,15 @@ def test_several_tabs_of_one_user_count_once(room: Presence, published) -> None:
     assert versions == sorted(set(versions))
 
 
-def test_entries_of_a_crashed_worker_expire(chat_settings, room: Presence, published) -> None:
-    chat_settings(CHAT_PRESENCE_TTL=1)
-    room = Presence(room.slug)
-    room.join("ghost", "tab-1")
+def test_entries_of_a_crashed_worker_expire(room: Presence, published) -> None:
     room.join("alice", "tab-1")
-    time.sleep(0.6)
-    room.refresh("alice", "tab-1")  # alice's page is alive; the ghost's worker is gone
-    time.sleep(0.6)
+    # A socket on a worker that then died: nothing refreshes or removes its entry.
+    crashed = Presence(room.slug)
+    crashed.ttl = 0.2
+    crashed.join("ghost", "tab-1")
+    time.sleep(0.3)
     assert room.current().users == ["alice"]
-    assert [event["users"] for event in published()] == [["ghost"], ["alice", "ghost"], ["alice"]]
+    assert [event["users"] for event in published()] == [["alice"], ["alice", "ghost"], ["alice"]]
 
 
 def test_versions_keep_increasing_when_the_snapshot_is_lost(redis_server, room: Presence) -> None:
@@ -89,14 +88,14 @@ def test_concurrent_changes_publish_snapshots_in_version_order(room: Presence, p
 
 
 def test_rate_limit_counts_per_user_in_a_sliding_window(chat_settings, redis_server) -> None:
-    chat_settings(CHAT_RATE_LIMIT=(3, 0.5))
+    chat_settings(CHAT_RATE_LIMIT=(3, 2))
     user, other = 10_000 + uuid.uuid4().int % 10_000, 20_000 + uuid.uuid4().int % 10_000
     for _ in range(3):
         ratelimit.acquire(user)
     with pytest.raises(ratelimit.RateLimited) as refused:
         ratelimit.acquire(user)
-    assert 0 < refused.value.retry_after <= 0.5
-    assert "at most 3 messages every 0.5 seconds" in str(refused.value)
+    assert 0 < refused.value.retry_after <= 2
+    assert "at most 3 messages every 2 seconds" in str(refused.value)
     ratelimit.acquire(other)  # another user's budget is their own
-    time.sleep(0.6)
+    time.sleep(2.1)
     ratelimit.acquire(user)  # the window has slid past the first posts
