@@ -1,6 +1,8 @@
 """The chat in Chromium, on pages served by the real stack: two people in two browser contexts."""
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 import pytest
@@ -156,3 +158,21 @@ def test_private_messages_live_between_two_people_only(new_page, make_user, arti
     expect(bob_page.locator("#chat-elsewhere li")).to_have_count(0)
     assert PrivateMessage.objects.filter(recipient=carol).count() == 1
     alice_page.screenshot(path=artifacts_dir / "chat-private.png")
+
+
+def test_a_page_catches_up_after_its_socket_drops(stack, new_page, make_user, rooms, artifacts_dir) -> None:
+    page = new_page(make_user())
+    open_room(page, rooms.public.slug)
+    # Every WebSocket worker dies at once (uWSGI's master starts new ones): the page's sockets drop.
+    for pid in stack.worker_pids("websocket"):
+        os.kill(pid, signal.SIGKILL)
+    expect(page.locator("#chat-status")).not_to_have_text("open", timeout=10_000)
+    # Saved but never heard by the page (as if published while no worker listened): only the
+    # history has it.
+    Message.objects.create(room=rooms.public, author=make_user(), text="said while you were away")
+    expect(page.locator("#chat-status")).to_have_text("open", timeout=60_000)
+    expect(message(page, "said while you were away")).to_be_visible()
+    send(page, "and after")
+    expect(message(page, "and after")).to_be_visible()
+    assert ids_in_order(page) == list(rooms.public.messages.values_list("id", flat=True))
+    page.screenshot(path=artifacts_dir / "chat-caught-up.png")
