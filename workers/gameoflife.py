@@ -26,6 +26,7 @@ CONNECTING_AT_ONCE = 64      # handshakes in flight while the cells connect
 CONNECT_TIMEOUT = 15.0       # seconds for one cell's handshake
 PHASE_TIMEOUT = 60.0         # seconds for the server to say "sub" or "run" once all are connected
 STALL_TIMEOUT = 30.0         # seconds without a completed generation before the run is abandoned
+CLOSE_WAIT = 1.0             # seconds a closing cell waits for the server to drop the connection
 FILES_SPARE = 64             # files the process needs besides the cells' sockets
 
 Log = Callable[[str], None]
@@ -175,6 +176,7 @@ class Game:
         self.period = 1.0 / speed if speed else 0.0
         self.log = log or (lambda line: None)
         self.progress = Progress()
+        check_files(self.size * self.size)
         self.cells = [Cell(self, r * self.size + c, grid[r][c], neighbours(self.size, r, c, wrap))
                       for r in range(self.size) for c in range(self.size)]
         self._reached: dict[int, int] = {}
@@ -233,7 +235,6 @@ class Game:
         self._failure, self._finished = loop.create_future(), loop.create_future()
         # Read at once, so a failure nobody awaits any more is not logged as unhandled.
         self._failure.add_done_callback(lambda future: future.cancelled() or future.exception())
-        check_files(len(self.cells))
         try:
             self.progress.run = await self._reset()
             self.log(f"Run {self.progress.run}: {self.size}×{self.size} grid, connecting {len(self.cells)} cells")
@@ -253,7 +254,7 @@ class Game:
             client = await open_client(WsTarget(self.url + "reset/", self.target.ip, self.target.port),
                                        timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, HandshakeRejected) as exc:
-            raise GameError(f"cannot reach {self.url}reset/: {exc or type(exc).__name__}") from exc
+            raise GameError(f"cannot reach {self.url}reset/: {failure(exc)}") from exc
         try:
             client.send(str(self.size))
             try:
@@ -279,7 +280,7 @@ class Game:
                     client = await open_client(target, sources[cell.index % len(sources)],
                                                CONNECT_TIMEOUT, cell.on_message)
                 except (OSError, TimeoutError, HandshakeRejected) as exc:
-                    raise GameError(f"cell {cell.index} could not connect: {exc or type(exc).__name__}") from exc
+                    raise GameError(f"cell {cell.index} could not connect: {failure(exc)}") from exc
             cell.client = client
             client.closed.add_done_callback(lambda _: self._on_closed(cell))
 
@@ -332,13 +333,18 @@ class Game:
         if self._finished is not None and not self._finished.done():
             self._finished.set_result(None)  # closing now is not a failure
         clients = [cell.client for cell in self.cells if cell.client is not None]
-        gate = asyncio.Semaphore(CONNECTING_AT_ONCE * 4)
+        # All at once, each waiting briefly for the server to drop the TCP connection: nginx
+        # lingers a few seconds on connections the client closes.
+        await asyncio.gather(*(client.close(timeout=CLOSE_WAIT) for client in clients))
 
-        async def close(client: WebSocketClient) -> None:
-            async with gate:
-                await client.close(timeout=5)
 
-        await asyncio.gather(*(close(client) for client in clients))
+def failure(exc: BaseException) -> str:
+    """Returns why a connection attempt failed, in words."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the site running?)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
 
 
 def closed_because(client: WebSocketClient | None) -> str:

@@ -34,7 +34,7 @@ def resolve(name: str) -> Path:
     """Returns the path of pattern ``name``: an existing file, else a shipped pattern of that
     name (``glider``, ``gosper``, ...). Raises PatternError if neither exists."""
     path = Path(name)
-    if path.is_file():
+    if path.exists():
         return path
     for suffix in (".cells", ".rle"):
         shipped = SHIPPED / f"{name}{suffix}"
@@ -59,6 +59,17 @@ def load(name: str) -> Grid:
     if not rows:
         raise PatternError(f"{path}: the pattern is empty")
     return rows
+
+
+def load_placed(name: str, size: int, center: bool = True) -> Grid:
+    """Reads pattern ``name`` and places it on a size × size grid (see :func:`load` and
+    :func:`place`); every PatternError names the file."""
+    path = resolve(name)
+    try:
+        return place(load(str(path)), size, center)
+    except PatternError as exc:
+        message = str(exc)
+        raise PatternError(message if message.startswith(f"{path}: ") else f"{path}: {message}") from exc
 
 
 def _looks_like_rle(path: Path, text: str) -> bool:

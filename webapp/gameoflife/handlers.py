@@ -90,7 +90,7 @@ def _serve_cell(ws: WebSocket, relay: Relay, run: runs.Run, index: str, listened
         if message is None:
             return None
         if not isinstance(message, str):
-            return "binary message: the protocol is text"
+            return "a message that is not UTF-8 text"
         # The hot path: one state per generation, relayed as is with the cell's index.
         if is_state(message):
             if relay.phase != RUNNING:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp.gameoflife.protocol import MAX_SIZE
 from workers.gameoflife import DEFAULT_URL, GameError, play_game
-from workers.patterns import PatternError, load, place, random_grid, shipped_patterns, to_plaintext
+from workers.patterns import PatternError, load_placed, random_grid, shipped_patterns, to_plaintext
 
 
 class Command(BaseCommand):
@@ -49,7 +49,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--output {output}: no such directory {Path(output).parent}")
         try:
             if options["pattern"]:
-                grid = place(load(options["pattern"]), size, options["center"])
+                grid = load_placed(options["pattern"], size, options["center"])
             else:
                 grid = random_grid(size, options["seed"])
         except PatternError as exc:

@@ -10,6 +10,7 @@ const text = (id, value) => { document.getElementById(id).textContent = value; }
 
 const HUE_STEP = 7;          // degrees per generation: the colours drift slowly
 const RATE_WINDOW = 3000;    // ms of completed generations the rate is measured over
+const RATE_MIN_SPAN = 1000;  // ms of completed generations before a rate is shown
 
 let run = 0;
 let size = 0;
@@ -65,10 +66,9 @@ function completed(step) {
   completions.push([now, step]);
   while (completions.length > 2 && now - completions[0][0] > RATE_WINDOW) completions.shift();
   text("gol-generation", String(step));
-  if (completions.length > 1) {
-    const [t0, g0] = completions[0];
-    text("gol-rate", ((step - g0) * 1000 / (now - t0)).toFixed(1));
-  }
+  const [t0, g0] = completions[0];
+  // Not before a second of history: while the page loads, messages arrive in bursts.
+  if (now - t0 >= RATE_MIN_SPAN) text("gol-rate", ((step - g0) * 1000 / (now - t0)).toFixed(1));
 }
 
 function states(body) {
