@@ -44,6 +44,8 @@ os.environ["DATABASE_URL"] = (
 os.environ["STATIC_ROOT"] = str(WORK / "static")
 os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-" + uuid.uuid4().hex)
+# Test users need no costly password hashing (the servers the tests start inherit this).
+os.environ["DJANGO_FAST_PASSWORD_HASHER"] = "1"
 # Once the session's Chromium is up, Playwright's sync API keeps an event loop in this thread and
 # Django would refuse every later ORM call; the tests' ORM calls are ordinary blocking ones.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -173,9 +175,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-b
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (its own browser download is not used)."""
+    """Debian's Chromium driven by Playwright (its own browser download is not used). Scoped to
+    a module: Playwright's sync API keeps an asyncio loop in this thread while it runs, which
+    other modules' asyncio.run() (the load clients) cannot share."""
     from playwright.sync_api import sync_playwright
 
     executable = os.environ.get("CHROMIUM", "/usr/bin/chromium")

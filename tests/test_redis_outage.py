@@ -16,7 +16,7 @@ def test_loop_starts_without_redis_and_serves_once_it_is_back() -> None:
     log = run_dir / "uwsgi.log"
     try:
         stack.start()
-        wait_for(lambda: "is unreachable" in log.read_text(), 60, "the outage log line", log)
+        wait_for(lambda: log.read_text().count("is unreachable") >= 2, 60, "both workers' outage log line", log)
         masters = stack.pid_of("websocket"), stack.pid_of("django")
         # A socket is served (the echo handler needs no Redis) while Redis is down.
         with connect(f"{stack.ws_url}/ws/echo/") as ws:

@@ -97,6 +97,13 @@ CACHES = {
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
+if os.environ.get("DJANGO_FAST_PASSWORD_HASHER") == "1":
+    # For test runs only: a cheap hasher first, so creating and logging in users is fast.
+    PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+
 # Checked when people sign up or change their password.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"django.contrib.auth.password_validation.{name}"}
