@@ -66,11 +66,12 @@ def game_url(url: str) -> str:
 
 @dataclass
 class Progress:
-    """What a run went through: its id, when its cells were connected and started, and when
+    """What a run went through: its id, when it began, when its cells were connected and started, and when
     each generation was complete (``completed[g]``: every cell had sent generation g), in
     ``time.monotonic()`` seconds."""
 
     run: int = 0
+    began_at: float = 0.0
     connected_at: float = 0.0
     started_at: float = 0.0
     completed: list[float] = field(default_factory=list)
@@ -235,6 +236,7 @@ class Game:
         self._failure, self._finished = loop.create_future(), loop.create_future()
         # Read at once, so a failure nobody awaits any more is not logged as unhandled.
         self._failure.add_done_callback(lambda future: future.cancelled() or future.exception())
+        self.progress.began_at = time.monotonic()
         try:
             self.progress.run = await self._reset()
             self.log(f"Run {self.progress.run}: {self.size}×{self.size} grid, connecting {len(self.cells)} cells")

@@ -1,11 +1,13 @@
 """This WebSocket worker process's share of the current Game of Life run.
 
 Each process holds some of the run's cell sockets. The relay keeps, for the local sockets only,
-who listens to whom (as the cells asked: it knows nothing about grids or rules), batches the
-states its cells send into one message on the run's channel, and fans every batch it receives
-from Redis, its own included, out to the local listeners, one frame per socket per batch. So
-Redis carries a few hundred messages a second where the cells exchange hundreds of thousands of
-states, and a page watching the run just subscribes to the same channel.
+who listens to whom (as the cells asked: it knows nothing about grids or rules), gathers the
+states its cells send for a few milliseconds into one message on the runs' channel, and fans
+every batch it receives from Redis, its own included, out to the local listeners. A listener
+gets its states in one frame once each cell it listens to has sent something new: a cell then
+receives one frame per generation instead of one per neighbour. So Redis carries hundreds of
+messages a second where the cells exchange tens of thousands of states, and a page watching the
+run just subscribes to the same channel.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ logger = logging.getLogger("webapp.gameoflife")
 
 CONNECTING, SUBSCRIBING, RUNNING = "connecting", "subscribing", "running"
 READY_POLL = 0.25  # seconds of each wait for the subscription to the runs' channel
-PUBLISH_DELAY = 0.005  # seconds the states of local cells gather before they are published
+PUBLISH_DELAY = 0.01  # seconds the states of local cells gather before they are published
 MAX_WAIT = 1.0  # seconds at most a state waits for others bound to the same socket
 
 
@@ -124,6 +126,9 @@ class Relay:
         gets its queue in one frame once every cell it listens to has something new in it:
         for a cell, that is all it needs for its next generation, so it receives one frame
         per generation rather than one per neighbour."""
+        # Holding a queue back costs a cell nothing: it cannot compute its next generation before
+        # each cell it listens to has sent its state. Nor can it stall a run: a cell whose state
+        # went out early, with the previous frame, sends its next one once this cell has moved on.
         listeners, sources, pending = self.listeners, self.sources, self.pending
         now = time.monotonic()
         for token in body.split(" "):

@@ -103,10 +103,15 @@ function onmessage(data) {
   }
   if (id !== run || !image) return;
   if (kind === "states") states(body);
-  else if (kind === "connected") text("gol-connected", body);
-  else if (kind === "subscribed") text("gol-subscribed", body);
-  else if (kind === "subscribe") text("gol-connected", String(size * size));
-  else if (kind === "start") { text("gol-subscribed", String(size * size)); if (generation < 0) text("gol-generation", "0"); }
+  else if (kind === "connected") count("gol-connected", +body);
+  else if (kind === "subscribed") count("gol-subscribed", +body);
+  else if (kind === "subscribe") count("gol-connected", size * size);
+  else if (kind === "start") count("gol-subscribed", size * size);
+}
+
+// Counts are announced by several worker processes: one may arrive after a larger one.
+function count(id, value) {
+  if (value > +document.getElementById(id).textContent) text(id, String(value));
 }
 
 function draw() {
