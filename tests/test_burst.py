@@ -50,11 +50,11 @@ def test_burst_of_10000_reaches_50_sockets_complete_and_in_order(stack, redis_se
           f"({SOCKETS * MESSAGES / elapsed:,.0f}/s, client and server on the same machine)")
 
 
-def test_burst_of_client_messages_is_relayed_in_full(stack) -> None:
+def test_burst_of_client_messages_is_relayed_in_full(stack, make_user, login_cookie) -> None:
     """uWSGI returns one message per websocket_recv_nb: the loop must drain them all."""
     name = "cburst" + uuid.uuid4().hex[:8]
     with connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") as reader, \
-            connect(f"{stack.ws_url}/ws/{name}?publish-broadcast") as writer:
+            connect(f"{stack.ws_url}/ws/{name}?publish-broadcast", session=login_cookie(make_user())) as writer:
         for number in range(500):
             writer.send(f"c{number}")
         assert [reader.recv(timeout=30) for _ in range(500)] == [f"c{number}" for number in range(500)]

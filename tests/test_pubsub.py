@@ -73,10 +73,11 @@ def test_publisher_self_resolves_the_requests_identity(make_user, login_cookie) 
         RedisPublisher(facility="f", users="john")
 
 
-def test_publish_from_socket_and_the_echo_flag(stack) -> None:
+def test_publish_from_socket_and_the_echo_flag(stack, make_user, login_cookie) -> None:
     name = facility()
     base = f"{stack.ws_url}/ws/{name}?subscribe-broadcast&publish-broadcast"
-    with connect(base) as quiet, connect(base + "&echo") as loud, connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") as reader:
+    session = login_cookie(make_user())  # anonymous sockets may not publish (WS4REDIS_ANONYMOUS_PUBLISH)
+    with connect(base, session=session) as quiet, connect(base + "&echo", session=session) as loud, connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") as reader:
         quiet.send("from quiet")
         assert reader.recv(timeout=10) == "from quiet"
         assert loud.recv(timeout=10) == "from quiet"
@@ -108,9 +109,10 @@ def test_persisted_message_is_replayed_on_connect(stack, redis_server) -> None:
         nothing_within(ws)
 
 
-def test_heartbeat_is_answered_and_never_published(stack) -> None:
+def test_heartbeat_is_answered_and_never_published(stack, make_user, login_cookie) -> None:
     name = facility()
-    with connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast&publish-broadcast") as ws, \
+    with connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast&publish-broadcast",
+                 session=login_cookie(make_user())) as ws, \
             connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") as other:
         ws.send("--heartbeat--")
         assert ws.recv(timeout=10) == "--heartbeat--"

@@ -129,6 +129,16 @@ WS4REDIS_CONNECTION = {"url": REDIS_URL}
 WS4REDIS_EXPIRE = int(os.environ.get("WS4REDIS_EXPIRE", "3600"))
 WS4REDIS_HEARTBEAT = "--heartbeat--"
 WS4REDIS_PREFIX = os.environ.get("WS4REDIS_PREFIX") or None
+# Pages of other sites may not open sockets here: the default allows ALLOWED_HOSTS (any port)
+# and CSRF_TRUSTED_ORIGINS; WS4REDIS_ALLOWED_ORIGINS would replace that list.
+# Only the pub/sub demo page lets visitors who are not logged in publish from their socket.
+WS4REDIS_ANONYMOUS_PUBLISH = ["demo"]
+# Per socket: a client sending more than this (messages per second, after a burst) is closed
+# with 1008; one that reads too slowly for its outbox is closed with 4000.
+WS4REDIS_RATE_LIMIT = 500
+WS4REDIS_RATE_BURST = 1000
+WS4REDIS_OUTBOX_MESSAGES = 20_000
+WS4REDIS_OUTBOX_BYTES = 4 * 1024 * 1024
 # Facility "broadcast" is fed by the admin only: sockets may listen there, not publish.
 # Chat rooms ("chat.<room>") only for who may read them; "chat-direct" only on the user audience.
 WS4REDIS_ALLOWED_CHANNELS = "webapp.channel_permissions.allowed_channels"

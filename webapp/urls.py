@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/", include("webapp.accounts.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("ws-stats/", include("ws4redis_server.urls")),
     # WebSocket handlers; every other /ws/<facility> is a pub/sub facility.
     path("ws/echo/", include("webapp.echo.ws_urls")),
     path("ws/gameoflife/", include("webapp.gameoflife.ws_urls")),

@@ -16,6 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from .security import OriginPolicy, anonymous_publish, origin_policy
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _CONNECTION_KEYS = {"url", "host", "port", "db", "password", "username", "unix_socket_path", "ssl"}
 
@@ -34,6 +36,12 @@ class Settings:
     redis_max_connections: int
     subscribe_timeout: float
     wake_interval: float
+    allowed_origins: OriginPolicy
+    anonymous_publish: bool | frozenset[str]
+    rate_limit: float | None
+    rate_burst: float
+    outbox_messages: int
+    outbox_bytes: int
 
 
 def _hook(name: str) -> Callable[..., Any] | None:
@@ -55,6 +63,16 @@ def _number(name: str, default: float, *, minimum: float, integer: bool = True) 
         expected = "an integer" if integer else "a number"
         raise ImproperlyConfigured(f"{name} must be {expected} >= {minimum}, not {value!r}")
     return value
+
+
+def _rate() -> tuple[float | None, float]:
+    """Returns (messages per second or None for no limit, burst) of the inbound rate limit."""
+    rate = getattr(django_settings, "WS4REDIS_RATE_LIMIT", None)
+    if rate is None:
+        return None, 0.0
+    rate = _number("WS4REDIS_RATE_LIMIT", 0, minimum=0.001, integer=False)
+    burst = _number("WS4REDIS_RATE_BURST", max(2 * rate, 1), minimum=1, integer=False)
+    return rate, burst
 
 
 def _redis(connection: Any) -> tuple[str, dict[str, Any]]:
@@ -97,6 +115,7 @@ def _build() -> Settings:
     if heartbeat is not None and (not isinstance(heartbeat, str) or not heartbeat):
         raise ImproperlyConfigured(f"WS4REDIS_HEARTBEAT must be a non-empty string or None, not {heartbeat!r}")
     redis_url, redis_options = _redis(getattr(django_settings, "WS4REDIS_CONNECTION", None))
+    rate_limit, rate_burst = _rate()
     return Settings(
         websocket_url=url,
         redis_url=redis_url,
@@ -110,6 +129,14 @@ def _build() -> Settings:
         redis_max_connections=_number("WS4REDIS_REDIS_MAX_CONNECTIONS", 50, minimum=2),
         subscribe_timeout=_number("WS4REDIS_SUBSCRIBE_TIMEOUT", 5.0, minimum=0, integer=False),
         wake_interval=_number("WS4REDIS_WAKE_INTERVAL", 20.0, minimum=0.05, integer=False),
+        allowed_origins=origin_policy(
+            getattr(django_settings, "WS4REDIS_ALLOWED_ORIGINS", None), django_settings.ALLOWED_HOSTS,
+            getattr(django_settings, "CSRF_TRUSTED_ORIGINS", ()), django_settings.DEBUG),
+        anonymous_publish=anonymous_publish(getattr(django_settings, "WS4REDIS_ANONYMOUS_PUBLISH", False)),
+        rate_limit=rate_limit,
+        rate_burst=rate_burst,
+        outbox_messages=_number("WS4REDIS_OUTBOX_MESSAGES", 20_000, minimum=1),
+        outbox_bytes=_number("WS4REDIS_OUTBOX_BYTES", 4 * 1024 * 1024, minimum=1024),
     )
 
 

@@ -11,10 +11,13 @@ import logging
 from collections import deque
 from typing import Any, Protocol
 
+import gevent
 from gevent.event import Event
 
 from .conf import Settings
 from .hub import Hub, is_text
+from .metrics import CLOSE_COUNTERS, STATS
+from .security import RateLimit
 from .transports import ConnectionClosed, Transport
 
 logger = logging.getLogger("ws4redis_server.connection")
@@ -22,6 +25,10 @@ logger = logging.getLogger("ws4redis_server.connection")
 # Close codes (RFC 6455 section 7.4.1).
 NORMAL, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, POLICY, TOO_BIG, INTERNAL, TRY_AGAIN = (
     1000, 1001, 1002, 1007, 1008, 1009, 1011, 1013)
+# Private-use code (RFC 6455 section 7.4.2): the client read too slowly and its outbox overflowed.
+SLOW_CONSUMER = 4000
+# Seconds a socket closed for overflow may take to finish its last send before it is cut.
+ABORT_GRACE = 5.0
 # Codes a transport reports when it refuses the peer's data: the server closes with them.
 _SERVER_CODES = {PROTOCOL_ERROR, INVALID_DATA, TOO_BIG, POLICY}
 
@@ -50,6 +57,11 @@ class Connection:
         self.echo = echo
         self.last_received: bytes | None = None
         self.outbox: deque[tuple[bytes, bool]] = deque()
+        self.outbox_bytes = 0
+        self.max_messages = settings.outbox_messages
+        self.max_bytes = settings.outbox_bytes
+        self.rate_limit = RateLimit(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
+        self.finished = False
         self.wakeup = Event()
         self.readable = False
         self.open = False
@@ -64,17 +76,25 @@ class Connection:
         this socket sent is not sent back to it (django-websocket-redis's rule)."""
         if not self.echo and data == self.last_received:
             return
-        self.outbox.append((data, text))
+        outbox = self.outbox
+        if outbox and (len(outbox) >= self.max_messages or self.outbox_bytes + len(data) > self.max_bytes):
+            self._overflow()
+            return
+        outbox.append((data, text))
+        self.outbox_bytes += len(data)
         self.wakeup.set()
 
     def send(self, message: str | bytes) -> None:
         """Queues ``message`` (str as text, bytes as binary); a no-op once the socket is closed."""
         if self.close_code is not None:
             return
-        if isinstance(message, str):
-            self.outbox.append((message.encode("utf-8"), True))
-        else:
-            self.outbox.append((bytes(message), False))
+        data, text = (message.encode("utf-8"), True) if isinstance(message, str) else (bytes(message), False)
+        if self.outbox and (len(self.outbox) >= self.max_messages
+                            or self.outbox_bytes + len(data) > self.max_bytes):
+            self._overflow()
+            return
+        self.outbox.append((data, text))
+        self.outbox_bytes += len(data)
         self.wakeup.set()
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
@@ -82,6 +102,25 @@ class Connection:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
         self.wakeup.set()
+
+    def _overflow(self) -> None:
+        """The peer reads slower than messages come: drop its outbox, stop its deliveries and
+        close it, so it holds no more memory than one message being sent. A send blocked on
+        the full socket is cut after ABORT_GRACE seconds."""
+        STATS["dropped_messages"] += len(self.outbox)
+        self.outbox.clear()
+        self.outbox_bytes = 0
+        for channel in list(self.channels):
+            self.unsubscribe(channel)
+        if self.close_code is None:
+            logger.info("closing a slow consumer: over %d messages or %d bytes queued",
+                        self.max_messages, self.max_bytes)
+        self.close(SLOW_CONSUMER, "slow consumer: outbox full")
+        gevent.spawn_later(ABORT_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        if not self.finished:
+            self.transport.abort()
 
     def subscribe(self, channel: str) -> None:
         if channel not in self.channels:
@@ -104,6 +143,8 @@ class Connection:
             self.hub.wait_subscribed(self.initial_channels, self.settings.subscribe_timeout)
             transport.accept()
             self.open = True
+            STATS["sockets_open"] += 1
+            STATS["sockets_accepted"] += 1
             transport.watch(self._on_readable)
             self._replay_persisted()
             self.app.start(self)
@@ -117,13 +158,20 @@ class Connection:
             logger.exception("WebSocket loop failed")
             self.close(INTERNAL, "internal error")
         finally:
+            if self.open:
+                STATS["sockets_open"] -= 1
             self.open = False
             for channel in list(self.channels):
                 self.unsubscribe(channel)
             self.app.stop(self)
             if self.close_code is None:
                 self.close_code = GOING_AWAY
+            counter = CLOSE_COUNTERS.get(self.close_code)
+            if counter is not None:
+                STATS[counter] += 1
+            self.outbox.clear()
             transport.close(self.close_code, self.close_reason)
+            self.finished = True
 
     def _on_readable(self) -> None:
         self.readable = True
@@ -146,13 +194,23 @@ class Connection:
 
     def _flush(self) -> None:
         outbox, send = self.outbox, self.transport.send
-        while outbox:
-            data, text = outbox.popleft()
-            send(data, text)
+        queued = len(outbox)
+        if queued > STATS["outbox_high_water"]:
+            STATS["outbox_high_water"] = queued
+        sent = 0
+        try:
+            while outbox:
+                data, text = outbox.popleft()
+                self.outbox_bytes -= len(data)
+                send(data, text)
+                sent += 1
+        finally:
+            STATS["messages_sent"] += sent
 
     def _read_all(self) -> None:
         recv = self.transport.recv_nowait
         limit = self.settings.max_message_size
+        rate_limit = self.rate_limit
         while self.close_code is None:
             data = recv()
             if data is None:
@@ -160,8 +218,12 @@ class Connection:
             if len(data) > limit:
                 self.close(TOO_BIG, f"message over {limit} bytes")
                 return
+            STATS["messages_received"] += 1
+            if rate_limit is not None and not rate_limit.allow():
+                self.close(POLICY, f"over {rate_limit.rate:g} messages per second")
+                return
             if self._heartbeat is not None and data == self._heartbeat:
-                self.outbox.append((data, True))
+                self.send(data.decode("utf-8"))
                 continue
             self.app.on_message(self, data)
 
@@ -176,7 +238,10 @@ class Connection:
         except Exception as exc:  # Redis down: the socket still serves live messages later
             logger.debug("persisted messages unavailable: %s", exc)
             return
-        persisted = [(value, is_text(value)) for value in values if value is not None]
+        # A message published between the subscription and MGET is already queued live.
+        live = {data for data, _ in self.outbox}
+        persisted = [(value, is_text(value)) for value in values if value is not None and value not in live]
+        self.outbox_bytes += sum(len(value) for value, _ in persisted)
         # Older than anything that arrived live since the subscription: send them first.
         self.outbox.extendleft(reversed(persisted))
         if persisted:

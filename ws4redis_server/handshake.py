@@ -23,6 +23,7 @@ from django.utils.functional import SimpleLazyObject
 
 from .channels import Flags, Identity, InvalidFacility, audience_channels, check_facility, parse_flags
 from .conf import Settings
+from .security import may_publish_anonymously
 
 SESSION_USERNAME = "ws4redis:username"
 SESSION_GROUPS = "ws4redis:memberof"
@@ -75,6 +76,14 @@ def check_upgrade(environ: dict[str, Any]) -> None:
         raise HandshakeError(400, "Sec-WebSocket-Key must be 16 bytes in base64")
 
 
+def check_origin(environ: dict[str, Any], settings: Settings) -> None:
+    """Raises HandshakeError 403 if a browser page of another site opens the socket. Clients
+    that send no ``Origin`` (not browsers) pass: they cannot borrow a visitor's cookies."""
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None and not settings.allowed_origins.allows(origin):
+        raise HandshakeError(403, f"Origin {origin[:100]!r} is not allowed (WS4REDIS_ALLOWED_ORIGINS)")
+
+
 def default_process_request(request: WSGIRequest) -> None:
     """Attaches ``request.session`` from the session cookie, and a lazy ``request.user``."""
     engine = import_module(django_settings.SESSION_ENGINE)
@@ -101,6 +110,7 @@ def identify(request: WSGIRequest) -> Identity:
 def plan_socket(environ: dict[str, Any], settings: Settings) -> Plan:
     """Returns the Plan for an upgrade request; raises HandshakeError (400/403/404/405/426)."""
     check_upgrade(environ)
+    check_origin(environ, settings)
     request = WSGIRequest(environ)
     try:
         (settings.process_request or default_process_request)(request)
@@ -139,6 +149,9 @@ def _route(request: WSGIRequest, identity: Identity, settings: Settings) -> Plan
         # As in ws4redis, the hook gets and returns the flags ("subscribe-user", ...).
         allowed = settings.allowed_channels(request, flags.names())
         flags = flags.restricted_to(allowed)
+    if flags.publish and not identity.is_authenticated \
+            and not may_publish_anonymously(settings.anonymous_publish, facility):
+        raise HandshakeError(403, f"Log in to publish on facility {facility!r} (WS4REDIS_ANONYMOUS_PUBLISH)")
     return Plan(
         request, identity, flags, facility=facility,
         subscribe=audience_channels(settings.prefix, facility, flags.subscribe, identity),

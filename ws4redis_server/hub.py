@@ -30,6 +30,7 @@ logger = logging.getLogger("ws4redis_server.hub")
 BATCH = 1000  # channels per SUBSCRIBE / UNSUBSCRIBE command
 READ_TIMEOUT = 15.0  # seconds without traffic before the hub pings Redis
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+YIELD_EVERY = 100  # messages the reader fans out before it lets the sockets send them
 RECEIPTS_FLUSH = 0.2  # seconds between writes of delivery counts to Redis
 
 
@@ -200,6 +201,7 @@ class Hub:
         listeners = self._listeners
         stats = self.stats
         pinged = False
+        budget = YIELD_EVERY
         while True:
             message = pubsub.get_message(timeout=READ_TIMEOUT)
             if message is None:
@@ -223,6 +225,12 @@ class Hub:
                     stats["deliveries"] += len(receivers)
                     if receipt is not None:
                         self._receipts[receipt] = self._receipts.get(receipt, 0) + len(receivers)
+                    budget -= 1
+                    if not budget:
+                        # Reading a burst buffered in the socket never blocks: without this the
+                        # outboxes would take the whole burst before any socket sends a message.
+                        budget = YIELD_EVERY
+                        gevent.sleep(0)
             elif kind == "subscribe":
                 self._on_confirmed(message["channel"].decode("utf-8", "replace"))
 

@@ -12,6 +12,7 @@ DEMOS = [
     ("Chat", "/chat/", "Rooms, accounts, history, presence, private messages."),
     ("Pub/sub", "/pubsub/", "The ws4redis facilities: subscribe and publish from the browser and from Django."),
     ("Admin broadcast", "/admin/broadcast/broadcast/", "Send a banner to every open page from the Django admin."),
+    ("WebSocket figures", "/ws-stats/", "Sockets open, messages in and out, drops, Redis reconnects, per worker."),
 ]
 
 MAX_DEMO_MESSAGE = 1000

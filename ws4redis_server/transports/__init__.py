@@ -2,7 +2,7 @@
 
 A transport completes the handshake (``accept``), reports readability through a callback
 (``watch``), returns whole inbound messages without blocking (``recv_nowait``: bytes, or None
-when none is ready), sends (``send``), and closes with a code (``close``). ``ConnectionClosed`` is
+when none is ready), sends (``send``), closes with a code (``close``), or cuts the connection (``abort``). ``ConnectionClosed`` is
 raised once the peer has gone. Implementations: uWSGI (production) and gevent.pywsgi + wsproto
 (``manage.py runserver``).
 """
@@ -32,3 +32,6 @@ class Transport(Protocol):
     def keepalive(self) -> None: ...
 
     def close(self, code: int, reason: str) -> None: ...
+
+    def abort(self) -> None:
+        """Cuts the connection at once, failing a send blocked on it."""

@@ -6,34 +6,32 @@ A reader greenlet turns bytes into whole messages; the socket loop takes them wi
 """
 from __future__ import annotations
 
-from collections import deque
+import socket
 from typing import Any, Callable
 
 import gevent
 from gevent.lock import Semaphore
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.connection import Connection
+from wsproto.events import BytesMessage, TextMessage
 from wsproto.utilities import generate_accept_token
 
 from . import ConnectionClosed
-
-PONG_TIMEOUT = 10.0
+from .frames import InboundFrames
 
 
 class DevTransport:
     def __init__(self, sock: Any, environ: dict[str, Any], max_message_size: int) -> None:
         self.sock = sock
         self.environ = environ
-        self.max_message_size = max_message_size
-        self.ws = Connection(ConnectionType.SERVER)
-        self.inbound: deque[bytes] = deque()
+        self.frames = InboundFrames(max_message_size)
         self.closed: ConnectionClosed | None = None
         self._on_readable: Callable[[], None] = lambda: None
         self._reader: gevent.Greenlet | None = None
         self._write_lock = Semaphore()
-        self._fragments: list[bytes] = []
-        self._size = 0
-        self._awaiting_pong = False
+
+    @property
+    def ws(self) -> Connection:
+        return self.frames.protocol
 
     def accept(self) -> None:
         key = self.environ["HTTP_SEC_WEBSOCKET_KEY"].strip().encode("ascii")
@@ -50,8 +48,8 @@ class DevTransport:
         self._reader = gevent.spawn(self._read_forever)
 
     def recv_nowait(self) -> bytes | None:
-        if self.inbound:
-            return self.inbound.popleft()
+        if self.frames.messages:
+            return self.frames.messages.popleft()
         if self.closed is not None:
             raise self.closed
         return None
@@ -63,24 +61,30 @@ class DevTransport:
         self._write(self.ws.send(event))
 
     def keepalive(self) -> None:
-        if self.closed is not None or self.ws.state is not ConnectionState.OPEN:
+        if self.closed is not None or not self.frames.open:
             return
-        if self._awaiting_pong:
-            self._fail(1006, f"no pong within {PONG_TIMEOUT:.0f}s")
+        if self.frames.awaiting_pong:
+            self._fail(1006, "no pong to the last ping")
             return
-        self._awaiting_pong = True
-        self._write(self.ws.send(Ping()))
+        self._write(self.frames.ping())
 
     def close(self, code: int, reason: str) -> None:
         try:
-            if self.ws.state is ConnectionState.OPEN:
-                self._write(self.ws.send(CloseConnection(code=code, reason=reason[:120])))
-        except OSError:
+            frame = self.frames.close_frame(code, reason)
+            if frame:
+                self._write(frame)
+        except (OSError, ConnectionClosed):
             pass
         if self._reader is not None and self._reader is not gevent.getcurrent():
             self._reader.kill(block=False)
         try:
             self.sock.close()
+        except OSError:
+            pass
+
+    def abort(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -104,34 +108,13 @@ class DevTransport:
             except OSError as exc:
                 self._fail(1006, str(exc))
                 return
-            self.ws.receive_data(data or None)
-            for event in self.ws.events():
-                self._handle(event)
-            self._on_readable()
-            if not data:
-                self._fail(1006, "connection lost")
-                return
-
-    def _handle(self, event: Any) -> None:
-        if isinstance(event, (TextMessage, BytesMessage)):
-            chunk = event.data.encode("utf-8") if isinstance(event, TextMessage) else bytes(event.data)
-            self._size += len(chunk)
-            if self._size > self.max_message_size:
-                self._fragments, self._size = [], 0
-                self._fail(1009, f"message over {self.max_message_size} bytes")
-                return
-            self._fragments.append(chunk)
-            if event.message_finished:
-                self.inbound.append(b"".join(self._fragments))
-                self._fragments, self._size = [], 0
-        elif isinstance(event, Ping):
-            self._write(self.ws.send(event.response()))
-        elif isinstance(event, Pong):
-            self._awaiting_pong = False
-        elif isinstance(event, CloseConnection):
-            if self.ws.state is ConnectionState.REMOTE_CLOSING:
+            reply = self.frames.feed(data or None)
+            if reply:
                 try:
-                    self._write(self.ws.send(event.response()))
+                    self._write(reply)
                 except ConnectionClosed:
-                    pass
-            self._fail(event.code, event.reason or "")
+                    return
+            if self.frames.closed is not None:
+                self._fail(self.frames.closed.code, self.frames.closed.reason)
+                return
+            self._on_readable()
