@@ -1,0 +1,1 @@
+"""Benchmarks: figures and plots, never assertions (``python -m bench``)."""

@@ -1,0 +1,155 @@
+"""``python -m bench`` (``make bench``): how many idle sockets the stack holds through nginx, what
+each costs in memory, how fast a broadcast reaches all of them, and the echo round trip meanwhile,
+for the project's stack and for a Django Channels peer in the same run.
+
+    python -m bench                                   # N = 1,000, 10,000, 30,000; both targets
+    python -m bench --sizes 1000 --hold 5             # a quick look
+    python -m bench --url ws://127.0.0.1:8000 --targets external   # a stack that is already running
+    python -m bench <suite> [args]                    # another suite: bench/<suite>.py's main(args)
+
+Writes bench/results/bench-<time>.json, .md (the table) and .png (the plots), and copies the last
+two to latest.md / latest.png. Figures, not assertions: nothing here fails on a slow machine.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MAX_SOCKETS = 100_000
+# Below this share of N held, a target has reached what the machine allows: larger N are skipped.
+HELD_ENOUGH = 0.95
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(item.replace("_", "").replace(",", "")) for item in text.split(",") if item.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected socket counts like 1000,10000 (got {text!r})") from None
+    if not sizes or sizes[0] < 1 or sizes[-1] > MAX_SOCKETS:
+        raise argparse.ArgumentTypeError(f"socket counts must be between 1 and {MAX_SOCKETS:,}")
+    return sizes
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=_sizes, default=_sizes("1000,10000,30000"),
+                        help="idle socket counts N, comma-separated (default 1000,10000,30000)")
+    parser.add_argument("--targets", default="ws4redis,channels",
+                        help="ws4redis, channels and/or external (default ws4redis,channels)")
+    parser.add_argument("--peer-layer", choices=("core", "pubsub"), default="core",
+                        help="channels_redis layer of the Channels peer (default core)")
+    parser.add_argument("--hold", type=float, default=35.0,
+                        help="seconds the idle sockets are held before memory is read (default 35: "
+                             "one server ping cycle)")
+    parser.add_argument("--url", help="base ws:// URL of a running stack, for --targets external")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        help="the Redis of the --url stack (default $REDIS_URL or redis://127.0.0.1:6379/0)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results directory (default {RESULTS})")
+    parser.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
+    args = parser.parse_args(argv)
+    args.targets = [name.strip() for name in args.targets.split(",") if name.strip()]
+    unknown = set(args.targets) - {"ws4redis", "channels", "external"}
+    if unknown or not args.targets:
+        parser.error(f"unknown target(s) {sorted(unknown)}: choose among ws4redis, channels, external")
+    if "external" in args.targets and not (args.url or "").startswith("ws://"):
+        parser.error("--targets external needs --url ws://host:port of a running stack")
+    if args.hold < 0:
+        parser.error("--hold must be >= 0")
+    return args
+
+
+def _make_target(name: str, sockets: int, args: argparse.Namespace) -> Any:
+    from .targets import ChannelsPeer, RunningStack, Ws4RedisStack
+
+    if name == "ws4redis":
+        return Ws4RedisStack(sockets)
+    if name == "channels":
+        return ChannelsPeer(sockets, layer=args.peer_layer)
+    return RunningStack(args.url, args.redis_url)
+
+
+def _prepare_database() -> None:
+    """Gives the stacks started here a fresh SQLite database of their own."""
+    from deploy.stack import manage
+
+    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='ws4r-bench-')}/db.sqlite3"
+    manage("migrate", "--noinput", "-v", "0")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs every (N, target) measurement, saving the results after each; returns the run."""
+    from . import machine, report
+    from .workloads import Plan, measure
+
+    if {"ws4redis", "channels"} & set(args.targets):
+        _prepare_database()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    plan = Plan(hold=args.hold)
+    run_data: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine.describe(),
+        "background_busy_pct": machine.busy_percent(3),
+        "plan": vars(plan),
+        "targets": args.targets,
+        "results": [],
+    }
+    print(f"Other work is using {run_data['background_busy_pct']:.0f} % of the CPUs.", flush=True)
+    limited: set[str] = set()
+    for sockets in args.sizes:
+        for name in args.targets:
+            if name in limited:
+                continue
+            target = _make_target(name, sockets, args)
+            try:
+                row = measure(target, sockets, plan, log=lambda line: print(line, flush=True))
+            except Exception as exc:  # one failed measurement must not lose the others
+                row = {"target": target.name, "sockets": sockets, "error": f"{type(exc).__name__}: {exc}"}
+                print(f"[{target.name} N={sockets}] failed: {row['error']}", flush=True)
+            run_data["results"].append(row)
+            if "error" in row or row["held"] < HELD_ENOUGH * sockets:
+                limited.add(name)
+            _save(run_data, args, stamp)
+    text = report.markdown(run_data)
+    print("\n" + text)
+    return run_data
+
+
+def _save(run_data: dict[str, Any], args: argparse.Namespace, stamp: str) -> None:
+    from . import report
+
+    base = args.out / f"bench-{stamp}"
+    base.with_suffix(".json").write_text(json.dumps(run_data, indent=2) + "\n")
+    base.with_suffix(".md").write_text(report.markdown(run_data))
+    shutil.copyfile(base.with_suffix(".md"), args.out / "latest.md")
+    if not args.no_plot:
+        from .plots import draw
+
+        draw(run_data, base.with_suffix(".png"))
+        shutil.copyfile(base.with_suffix(".png"), args.out / "latest.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and not argv[0].startswith("-"):
+        try:
+            suite = importlib.import_module(f"bench.{argv[0]}")
+        except ModuleNotFoundError:
+            sys.exit(f"python -m bench: no suite named {argv[0]!r} (bench/{argv[0]}.py)")
+        suite.main(argv[1:])
+        return
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

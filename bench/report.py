@@ -1,0 +1,91 @@
+"""The benchmark's results as a Markdown table with the machine stated, plus ratios to the peer."""
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def _single_last_ms(row: dict[str, Any]) -> float | None:
+    values = [b["last_ms"] for b in row.get("broadcasts", []) if b["last_ms"] is not None]
+    return statistics.median(values) if values else None
+
+
+def _single_rate(row: dict[str, Any]) -> float | None:
+    values = [b["deliveries_per_s"] for b in row.get("broadcasts", []) if b["deliveries_per_s"]]
+    return statistics.median(values) if values else None
+
+
+def table(results: list[dict[str, Any]]) -> list[str]:
+    """Returns one Markdown table row per (target, N), under a header."""
+    lines = [
+        "| target | N | held | connect s | server KiB/socket | nginx KiB/socket | broadcast: last delivery ms "
+        "(median of 3) | deliveries/s | burst of 10: last delivery ms | burst deliveries/s "
+        "| echo RTT p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results:
+        if "error" in row:
+            lines.append(f"| {row['target']} | {row['sockets']:,} | failed: {row['error']} |" + " |" * 8)
+            continue
+        memory = row["memory"]["kib_per_socket"]
+        echo = row["echo"]["rtt_ms"]
+        burst = row["burst"]
+        lines.append(
+            f"| {row['target']} | {row['sockets']:,} | {row['held']:,} | {row['connect']['seconds']:.1f} "
+            f"| {_number(memory.get('server'), 1)} | {_number(memory.get('nginx'), 1)} "
+            f"| {_number(_single_last_ms(row))} | {_number(_single_rate(row))} "
+            f"| {_number(burst['last_ms'])} | {_number(burst['deliveries_per_s'])} "
+            f"| {_number(echo['p50'], 2)} / {_number(echo['p99'], 2)} |")
+    return lines
+
+
+def ratios(results: list[dict[str, Any]], ours: str = "ws4redis") -> list[str]:
+    """Returns one line per N and peer: how ``ours`` compares (above 1 means ours is better)."""
+    by_key = {(row["target"], row["sockets"]): row for row in results if "error" not in row}
+    lines = []
+    for (name, sockets), peer in sorted(by_key.items(), key=lambda item: (item[0][1], item[0][0])):
+        mine = by_key.get((ours, sockets))
+        if name == ours or mine is None:
+            continue
+        parts = []
+        pairs = [
+            ("broadcast speed", _single_last_ms(peer), _single_last_ms(mine)),
+            ("burst speed", peer["burst"]["last_ms"], mine["burst"]["last_ms"]),
+            ("server memory", peer["memory"]["kib_per_socket"].get("server"),
+             mine["memory"]["kib_per_socket"].get("server")),
+            ("echo p50", peer["echo"]["rtt_ms"]["p50"], mine["echo"]["rtt_ms"]["p50"]),
+        ]
+        for label, theirs, own in pairs:
+            if theirs and own and theirs > 0 and own > 0:
+                parts.append(f"{label} ×{theirs / own:.1f}")
+        if parts:
+            lines.append(f"- N={sockets:,}: {ours} vs {name}: " + ", ".join(parts))
+    return lines
+
+
+def markdown(run: dict[str, Any]) -> str:
+    """Returns the results file's Markdown: machine, load, table, ratios."""
+    machine = run["machine"]
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+    lines = [
+        f"Measured {run['started']} on {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+        f"Linux {machine['kernel']}, Python {machine['python']}, {machine.get('nginx', 'nginx')}, "
+        f"{machine.get('redis', 'Redis')}; {packages}.",
+        f"Client and servers share the machine. Other work used {run['background_busy_pct']:.0f} % of the "
+        f"CPUs just before the run (load average {machine['loadavg_at_start'][0]:.2f}). "
+        f"Idle sockets were held {run['plan']['hold']:g} s before measuring memory; the echo RTT comes from "
+        f"{run['plan']['echo_clients']} testecho clients while the N sockets idle.",
+        "",
+        *table(run["results"]),
+    ]
+    extra = ratios(run["results"])
+    if extra:
+        lines += ["", "Ratios (peer ÷ ws4redis for times and memory: above 1 means ws4redis is faster or smaller):",
+                  *extra]
+    return "\n".join(lines) + "\n"

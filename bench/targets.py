@@ -1,0 +1,213 @@
+"""The systems under test, each started for one socket count and stopped afterwards:
+
+- ``ws4redis``: the project's stack from the deployment files (deploy.stack: Redis, uWSGI from
+  deploy/uwsgi.ini, nginx from deploy/nginx.conf);
+- ``channels``: the peer, a Django Channels 4 app (bench/channels_peer) in daphne processes with
+  channels_redis, behind nginx;
+- ``external``: a ws4redis stack that is already running (``--url``); its memory is not measured.
+
+Every target serves the broadcast facility ``bench`` and the ``/ws/echo/`` transcript.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+
+from deploy.stack import BIN, ROOT, RedisServer, Stack, can_connect, free_port, stop_pid, wait_for
+
+from .memory import Memory, memory_of, with_children
+
+PEER_DIR = Path(__file__).resolve().parent / "channels_peer"
+FACILITY = "bench"
+# A WebSocket worker may hold at most ~20,000 files; keep headroom for Redis and logs.
+MAX_SLOTS_PER_WORKER = 19_000
+
+
+class Target(Protocol):
+    name: str
+    idle_url: str
+    echo_url: str
+
+    def start(self) -> None: ...
+
+    def publish(self, text: str) -> None: ...
+
+    def memory(self) -> dict[str, Memory]: ...
+
+    def stop(self) -> None: ...
+
+
+def broadcast_channel() -> str:
+    """The Redis channel of the ``bench`` facility's broadcasts (with WS4REDIS_PREFIX, if set)."""
+    prefix = os.environ.get("WS4REDIS_PREFIX")
+    return f"{prefix}:broadcast:{FACILITY}" if prefix else f"broadcast:{FACILITY}"
+
+
+class RunningStack:
+    """A ws4redis stack already serving at ``base_url`` (ws://host:port), publishing to ``redis_url``."""
+
+    name = "external"
+
+    def __init__(self, base_url: str, redis_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.redis_url = redis_url
+        self.redis: redis.Redis | None = None
+
+    @property
+    def idle_url(self) -> str:
+        return f"{self.base_url}/ws/{FACILITY}?subscribe-broadcast"
+
+    @property
+    def echo_url(self) -> str:
+        return f"{self.base_url}/ws/echo/"
+
+    def start(self) -> None:
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.redis.ping()
+
+    def publish(self, text: str) -> None:
+        assert self.redis is not None
+        self.redis.publish(broadcast_channel(), text)
+
+    def memory(self) -> dict[str, Memory]:
+        return {}
+
+    def stop(self) -> None:
+        if self.redis is not None:
+            self.redis.close()
+
+
+class Ws4RedisStack(RunningStack):
+    """The project's stack, with enough gevent slots for ``sockets`` over ``workers`` workers."""
+
+    name = "ws4redis"
+
+    def __init__(self, sockets: int, workers: int = 4, nginx_workers: int = 4) -> None:
+        super().__init__("", "")
+        slots = min(MAX_SLOTS_PER_WORKER, math.ceil(sockets * 1.25 / workers) + 100)
+        self.env = {"WS_WORKERS": str(workers), "WS_GEVENT": str(slots)}
+        self.nginx_workers = nginx_workers
+        self.redis_server: RedisServer | None = None
+        self.stack: Stack | None = None
+
+    def start(self) -> None:
+        self.redis_server = RedisServer().start()
+        self.stack = Stack(free_port(), self.redis_server.url, env=self.env, nginx_workers=self.nginx_workers)
+        self.stack.start()
+        self.base_url, self.redis_url = self.stack.ws_url, self.redis_server.url
+        super().start()
+
+    def memory(self) -> dict[str, Memory]:
+        assert self.stack is not None and self.stack.nginx is not None and self.redis_server is not None
+        return {
+            "server": memory_of(with_children(self.stack.pid_of("websocket"))),
+            "nginx": memory_of(with_children(self.stack.nginx.pid)),
+            "redis": memory_of([self.redis_server.process.pid]),  # type: ignore[union-attr]
+        }
+
+    def stop(self) -> None:
+        super().stop()
+        if self.stack is not None:
+            self.stack.stop()
+        if self.redis_server is not None:
+            self.redis_server.stop()
+
+
+class DaphneStack(Stack):
+    """deploy.stack's nginx handling, with daphne processes instead of uWSGI behind it."""
+
+    def __init__(self, port: int, redis_url: str, processes: int, layer: str, nginx_workers: int) -> None:
+        super().__init__(port, redis_url, env={"DJANGO_SETTINGS_MODULE": "bench.channels_peer.settings",
+                                               "CHANNEL_LAYER": layer}, nginx_workers=nginx_workers)
+        self.sockets = [self.run_dir / f"daphne-{i}.sock" for i in range(processes)]
+        self.daphnes: list[subprocess.Popen] = []
+
+    def start_uwsgi(self) -> None:
+        log = self.run_dir / "daphne.log"
+        with open(log, "ab") as out:
+            for path in self.sockets:
+                self.daphnes.append(subprocess.Popen(
+                    [str(BIN / "daphne"), "-u", str(path), "bench.channels_peer.asgi:application"],
+                    cwd=ROOT, env=self.environ(), stdout=out, stderr=subprocess.STDOUT))
+        for path in self.sockets:
+            wait_for(functools.partial(can_connect, str(path)), 60, f"daphne on {path.name}", log)
+
+    def render_nginx(self) -> Path:
+        upstreams = "\n        ".join(f"server unix:{path};" for path in self.sockets)
+        text = (PEER_DIR / "nginx.conf").read_text()
+        for name, value in {"RUN_DIR": self.run_dir, "PORT": self.port, "NGINX_WORKERS": self.nginx_workers,
+                            "UPSTREAMS": upstreams}.items():
+            text = text.replace(f"${{{name}}}", str(value))
+        path = self.run_dir / "nginx.conf"
+        path.write_text(text)
+        return path
+
+    def stop(self) -> None:
+        stop_pid(self.nginx, signal.SIGQUIT, 10)
+        for process in self.daphnes:
+            stop_pid(process)
+        self.nginx, self.daphnes = None, []
+
+
+class ChannelsPeer:
+    """The Channels peer: ``processes`` daphne processes (one channel layer each) behind nginx."""
+
+    def __init__(self, sockets: int, processes: int = 4, layer: str = "core", nginx_workers: int = 4) -> None:
+        self.name = "channels" if layer == "core" else f"channels-{layer}"
+        self.processes, self.layer, self.nginx_workers = processes, layer, nginx_workers
+        self.redis_server: RedisServer | None = None
+        self.stack: DaphneStack | None = None
+        self.loop = asyncio.new_event_loop()
+        self.channel_layer: Any = None
+
+    @property
+    def idle_url(self) -> str:
+        assert self.stack is not None
+        return f"{self.stack.ws_url}/ws/{FACILITY}"
+
+    @property
+    def echo_url(self) -> str:
+        assert self.stack is not None
+        return f"{self.stack.ws_url}/ws/echo/"
+
+    def start(self) -> None:
+        from channels_redis.core import RedisChannelLayer
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+
+        self.redis_server = RedisServer().start()
+        self.stack = DaphneStack(free_port(), self.redis_server.url, self.processes, self.layer, self.nginx_workers)
+        self.stack.start()
+        layer_class = RedisChannelLayer if self.layer == "core" else RedisPubSubChannelLayer
+        self.channel_layer = layer_class(hosts=[self.redis_server.url])
+        # The first send opens the layer's Redis connections: not part of any measurement.
+        self.loop.run_until_complete(self.channel_layer.group_send("warm-up", {"type": "bench.message", "text": ""}))
+
+    def publish(self, text: str) -> None:
+        assert self.channel_layer is not None
+        self.loop.run_until_complete(self.channel_layer.group_send(FACILITY, {"type": "bench.message", "text": text}))
+
+    def memory(self) -> dict[str, Memory]:
+        assert self.stack is not None and self.stack.nginx is not None and self.redis_server is not None
+        return {
+            "server": memory_of([process.pid for process in self.stack.daphnes]),
+            "nginx": memory_of(with_children(self.stack.nginx.pid)),
+            "redis": memory_of([self.redis_server.process.pid]),  # type: ignore[union-attr]
+        }
+
+    def stop(self) -> None:
+        if self.channel_layer is not None:
+            # The Redis server is ours and about to stop: flushing only closes the connections.
+            self.loop.run_until_complete(self.channel_layer.flush())
+        self.loop.close()
+        if self.stack is not None:
+            self.stack.stop()
+        if self.redis_server is not None:
+            self.redis_server.stop()

@@ -1,0 +1,138 @@
+"""The measurements for one target at one socket count N:
+
+1. hold N idle sockets through nginx (opened, failures, connect time, still open after the hold);
+2. memory per idle socket: server processes and nginx, each against its own baseline;
+3. echo round trip percentiles (the testecho transcript) while the N sockets idle;
+4. single broadcasts to all N: time to the last delivery, deliveries per second;
+5. a burst of back-to-back broadcasts: time until every socket has all of them.
+
+Every step is bounded in time; what did not arrive in time is reported as missing.
+"""
+from __future__ import annotations
+
+import io
+import math
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workers.testecho import latency_summary, run_testecho
+from workers.wsload import parse_ws_url
+
+from .fleet import Fleet, broadcast_text
+from .memory import Memory
+from .targets import Target
+
+Log = Callable[[str], None]
+# Enough to reach every server worker process.
+WARM_UP_SOCKETS = 200
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how much: the knobs of ``python -m bench``."""
+
+    hold: float = 35.0
+    broadcasts: int = 3
+    burst: int = 10
+    echo_clients: int = 100
+    echo_delay: float = 0.2
+    delivery_timeout: float = 60.0
+
+
+def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any]:
+    """Starts ``target``, runs every workload with ``sockets`` idle sockets, stops it; returns
+    the figures (see the module docstring)."""
+    log(f"[{target.name} N={sockets}] starting")
+    target.start()
+    try:
+        with Fleet.for_sockets(sockets) as fleet:
+            _warm_up(target, fleet, plan)
+            baseline = target.memory()
+            result = _with_fleet(target, fleet, sockets, plan, baseline, log)
+            fleet.close_all()
+        return result
+    finally:
+        target.stop()
+
+
+def _warm_up(target: Target, fleet: Fleet, plan: Plan) -> None:
+    """Opens, feeds and closes a few sockets, so first-use costs (imports, Redis connections,
+    buffers) are neither timed nor counted as memory per socket."""
+    fleet.connect(parse_ws_url(target.idle_url), WARM_UP_SOCKETS, timeout=60)
+    _broadcast(target, fleet, ["warm-up"], plan, WARM_UP_SOCKETS)
+    fleet.close_all()
+    time.sleep(1)
+
+
+def _with_fleet(target: Target, fleet: Fleet, sockets: int, plan: Plan, baseline: dict[str, Memory],
+                log: Log) -> dict[str, Any]:
+    connected = fleet.connect(parse_ws_url(target.idle_url), sockets, timeout=60 + sockets / 500)
+    log(f"[{target.name} N={sockets}] {connected.opened} opened in {connected.seconds:.1f} s"
+        + (f", failures {connected.failures} e.g. {connected.examples}" if connected.failures else "")
+        + f"; holding them {plan.hold:g} s")
+    time.sleep(plan.hold)
+    held = fleet.open_sockets()
+    loaded = target.memory()
+    result: dict[str, Any] = {
+        "target": target.name,
+        "sockets": sockets,
+        "connect": {"opened": connected.opened, "failures": connected.failures, "examples": connected.examples,
+                    "seconds": connected.seconds},
+        "held": held,
+        "memory": _memory(baseline, loaded, held),
+    }
+    log(f"[{target.name} N={sockets}] {held} held; KiB/socket: {result['memory']['kib_per_socket']}")
+    result["echo"] = _echo(target, plan)
+    log(f"[{target.name} N={sockets}] echo RTT ms: {_rounded(result['echo']['rtt_ms'])}")
+    result["broadcasts"] = [_broadcast(target, fleet, [f"single{i}"], plan, held) for i in range(plan.broadcasts)]
+    result["burst"] = _broadcast(target, fleet, [f"burst{i}" for i in range(plan.burst)], plan, held)
+    singles = ", ".join(f"{b['last_ms']:.0f}" for b in result["broadcasts"] if b["last_ms"] is not None)
+    log(f"[{target.name} N={sockets}] broadcast to all, last delivery ms: {singles}; burst of {plan.burst}: "
+        f"{result['burst']['last_ms']} ms, {result['burst']['deliveries_per_s']} deliveries/s")
+    return result
+
+
+def _memory(baseline: dict[str, Memory], loaded: dict[str, Memory], held: int) -> dict[str, Any]:
+    per_socket = {name: round((loaded[name] - baseline[name]).rss_kib / held, 2) if held else None
+                  for name in loaded}
+    return {
+        "baseline_kib": {name: vars(memory) for name, memory in baseline.items()},
+        "loaded_kib": {name: vars(memory) for name, memory in loaded.items()},
+        "kib_per_socket": per_socket,
+    }
+
+
+def _echo(target: Target, plan: Plan) -> dict[str, Any]:
+    report = run_testecho(target.echo_url, plan.echo_clients, plan.echo_delay, processes=1, out=io.StringIO(),
+                          progress=False)
+    return {"clients": report.clients, "completed": report.completed, "failures": report.failures,
+            "replies": report.replies, "rtt_ms": report.rtt_ms}
+
+
+def _broadcast(target: Target, fleet: Fleet, tags: list[str], plan: Plan, sockets: int) -> dict[str, Any]:
+    """Publishes one message per tag back to back; returns when the last socket had the last one."""
+    stamps = []
+    for tag in tags:
+        stamps.append(time.monotonic())
+        target.publish(broadcast_text(tag, stamps[-1]))
+    latencies = fleet.expect(tags, plan.delivery_timeout)
+    delivered = sum(len(values) for values in latencies.values())
+    ends = [stamp + max(latencies[tag]) for tag, stamp in zip(tags, stamps, strict=True) if latencies[tag]]
+    last = (max(ends) - stamps[0]) if ends else None
+    every = array("d", (value for values in latencies.values() for value in values))
+    return {
+        "messages": len(tags),
+        "expected": sockets * len(tags),
+        "delivered": delivered,
+        "last_ms": round(last * 1000, 2) if last is not None else None,
+        "deliveries_per_s": round(delivered / last) if last else None,
+        "latency_ms": _rounded(latency_summary(list(every))),
+    }
+
+
+def _rounded(values: dict[str, float | None]) -> dict[str, float | None]:
+    return {key: (round(value, 3) if value is not None and math.isfinite(value) else None)
+            for key, value in values.items()}
