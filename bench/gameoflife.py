@@ -23,7 +23,7 @@ from workers.gameoflife import Game, GameError
 from workers.patterns import random_grid
 
 from .machine import busy_percent, describe
-from .memory import memory_of, with_children
+from .memory import Memory, memory_of, with_children
 from .targets import Ws4RedisStack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,16 +70,17 @@ class Parts:
         seconds["cells"] = own_cpu_seconds()
         return seconds
 
-    def uwsgi_rss_kib(self) -> int | None:
+    def uwsgi_memory(self) -> Memory | None:
+        """The WebSocket instance's memory (master and workers)."""
         pids = self.pids().get("uwsgi")
-        return memory_of(pids).rss_kib if pids else None
+        return memory_of(pids) if pids else None
 
 
 async def measure(url: str, size: int, seconds: float, parts: Parts, seed: int) -> dict[str, Any]:
     """Runs size × size cells unthrottled for ``seconds`` once started; returns the figures."""
     game = Game(url, random_grid(size, seed), wrap=True, steps=None, speed=None,
                 log=lambda line: print(f"    {line}", flush=True))
-    idle_kib = parts.uwsgi_rss_kib()
+    idle = parts.uwsgi_memory()
     play = asyncio.create_task(game.play())
     progress = game.progress
     deadline = time.monotonic() + START_TIMEOUT
@@ -96,7 +97,7 @@ async def measure(url: str, size: int, seconds: float, parts: Parts, seed: int) 
         if play.done():
             play.result()
         last, cpu_after = len(progress.completed) - 1, parts.cpu()
-        loaded_kib = parts.uwsgi_rss_kib()
+        loaded = parts.uwsgi_memory()
     finally:
         play.cancel()
         await asyncio.gather(play, return_exceptions=True)
@@ -115,9 +116,11 @@ async def measure(url: str, size: int, seconds: float, parts: Parts, seed: int) 
         "cpu_us_per_cell_generation": {
             part: round(1e6 * (cpu_after[part] - cpu_before[part]) / cell_generations, 1) for part in cpu_after},
     }
-    if idle_kib is not None and loaded_kib is not None:
-        result["uwsgi_rss_mib"] = round(loaded_kib / 1024, 1)
-        result["uwsgi_kib_per_socket"] = round((loaded_kib - idle_kib) / (size * size), 1)
+    if idle is not None and loaded is not None:
+        # PSS counts the pages the workers share with their master once: the memory they cost.
+        result["uwsgi_rss_mib"] = round(loaded.rss_kib / 1024, 1)
+        result["uwsgi_pss_mib"] = round(loaded.pss_kib / 1024, 1)
+        result["uwsgi_pss_kib_per_socket"] = round((loaded.pss_kib - idle.pss_kib) / (size * size), 1)
     return result
 
 
@@ -143,7 +146,7 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> list[str]:
     """Returns the results as a Markdown table."""
-    lines = ["| grid | sockets | generations/s | cell updates/s | uWSGI RSS MiB | uWSGI KiB/socket "
+    lines = ["| grid | sockets | generations/s | cell updates/s | uWSGI RSS / PSS MiB | uWSGI PSS KiB/socket "
              "| CPU µs per cell and generation: uWSGI / nginx / Redis / cells |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for row in results:
@@ -154,7 +157,8 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         cpu = row["cpu_us_per_cell_generation"]
         lines.append(
             f"| {grid} | {row['sockets']:,} | {row['generations_per_s']:.1f} | {row['cell_updates_per_s']:,} "
-            f"| {row.get('uwsgi_rss_mib', '–')} | {row.get('uwsgi_kib_per_socket', '–')} "
+            f"| {row.get('uwsgi_rss_mib', '–')} / {row.get('uwsgi_pss_mib', '–')} "
+            f"| {row.get('uwsgi_pss_kib_per_socket', '–')} "
             f"| {' / '.join(str(cpu.get(part, '–')) for part in ('uwsgi', 'nginx', 'redis', 'cells'))} |")
     return lines
 

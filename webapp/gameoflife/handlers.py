@@ -13,7 +13,7 @@ from ws4redis_server.connection import POLICY, TRY_AGAIN
 from ws4redis_server.handlers import WebSocket
 
 from . import protocol, runs
-from .relay import RUNNING, SUBSCRIBING, Relay, get_relay
+from .relay import RUNNING, SUBSCRIBING, Listening, Relay, get_relay
 
 logger = logging.getLogger("webapp.gameoflife")
 
@@ -62,29 +62,30 @@ def cell(ws: WebSocket, run_id: int, index: int) -> None:
     if not relay.adopt(run_id):
         ws.close(POLICY, f"run {run_id} is over")
         return
-    listened: list[str] = []
+    subscription: list[Listening] = []
     relay.add_cell(ws)
     try:
-        problem = _serve_cell(ws, relay, run, str(index), listened)
+        problem = _serve_cell(ws, relay, run, str(index), subscription)
     except runs.StaleRun as exc:
         problem = str(exc)
     except redis.RedisError as exc:
         ws.close(TRY_AGAIN, f"Redis unavailable: {exc}"[:120])
         return
     finally:
-        relay.remove_cell(run_id, ws, listened)
+        relay.remove_cell(run_id, ws, subscription[0] if subscription else None)
     if problem:
         ws.close(POLICY, problem[:120])
 
 
-def _serve_cell(ws: WebSocket, relay: Relay, run: runs.Run, index: str, listened: list[str]) -> str | None:
+def _serve_cell(ws: WebSocket, relay: Relay, run: runs.Run, index: str,
+                subscription: list[Listening]) -> str | None:
     """The cell's message loop; returns why the socket must be closed, or None when the peer
-    has gone. ``listened`` receives the indices the cell subscribed to."""
+    has gone. ``subscription`` receives what the cell listens to once it has subscribed."""
     added, _ = runs.count(run, protocol.CONNECTED, int(index))
     if not added:
         return f"cell {index} of run {run.id} is already connected"
     post, is_state, prefix = relay.post, protocol.STATE_MESSAGE.match, index + ":"
-    subscribed = False
+    listening: Listening | None = None
     while True:
         message = ws.recv()
         if message is None:
@@ -96,20 +97,21 @@ def _serve_cell(ws: WebSocket, relay: Relay, run: runs.Run, index: str, listened
             if relay.phase != RUNNING:
                 return "state sent before the server said 'run'"
             post(prefix + message)
+            if listening is not None:
+                listening.sent(message[:-2])
             continue
         if message.split(" ", 1)[0] != protocol.SUBSCRIBE:
             return f"unexpected message {message[:40]!r}"
-        if subscribed or relay.phase != SUBSCRIBING:
+        if subscription or relay.phase != SUBSCRIBING:
             return "subscribe once, after the server says 'sub'"
-        subscribed = True
         indices = message.split()[1:]
         if len(indices) > protocol.MAX_SUBSCRIPTIONS:
             return f"subscribe to {protocol.MAX_SUBSCRIPTIONS} cells at most"
         if not all(i.isdigit() and int(i) < run.cells for i in indices):
             return f"cells are numbered 0 to {run.cells - 1}"
         # As the relay writes them, so that "007" and "7" are one cell.
-        listened.extend(str(int(i)) for i in indices)
-        relay.listen(ws, listened)
+        listening = relay.listen(ws, [str(int(i)) for i in indices])
+        subscription.append(listening)
         runs.count(run, protocol.SUBSCRIBED, int(index))
 
 

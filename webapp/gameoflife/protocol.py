@@ -39,8 +39,8 @@ SUBSCRIBED = "subscribed"
 START = "start"
 STATES = "states"
 
-# What a cell may send each generation: its step and its state.
-STATE_MESSAGE = re.compile(r"\d{1,9}:[01]\Z")
+# What a cell may send each generation: its step (no leading zero) and its state.
+STATE_MESSAGE = re.compile(r"(?:0|[1-9]\d{0,8}):[01]\Z")
 # How many cells one cell may listen to (8 for Life; room for wider neighbourhoods).
 MAX_SUBSCRIPTIONS = 24
 # Largest grid side a run may have: 1,048,576 sockets, far beyond one machine's files.

@@ -3,11 +3,14 @@
 Each process holds some of the run's cell sockets. The relay keeps, for the local sockets only,
 who listens to whom (as the cells asked: it knows nothing about grids or rules), gathers the
 states its cells send for a few milliseconds into one message on the runs' channel, and fans
-every batch it receives from Redis, its own included, out to the local listeners. A listener
-gets its states in one frame once each cell it listens to has sent something new: a cell then
-receives one frame per generation instead of one per neighbour. So Redis carries hundreds of
-messages a second where the cells exchange tens of thousands of states, and a page watching the
-run just subscribes to the same channel.
+every batch it receives from Redis, its own included, out to the local listeners.
+
+A listener gets its states in one frame, once it has every state of the generation it waits
+for: the relay reads the generation in each ``<index>:<step>:<state>`` (never the state) and
+knows which generation a cell waits for from the last one it sent. So a cell receives one frame
+per generation instead of one per neighbour, Redis carries hundreds of messages a second where
+the cells exchange tens of thousands of states, and a page watching the run just subscribes to
+the same channel.
 """
 from __future__ import annotations
 
@@ -29,7 +32,51 @@ logger = logging.getLogger("webapp.gameoflife")
 CONNECTING, SUBSCRIBING, RUNNING = "connecting", "subscribing", "running"
 READY_POLL = 0.25  # seconds of each wait for the subscription to the runs' channel
 PUBLISH_DELAY = 0.01  # seconds the states of local cells gather before they are published
-MAX_WAIT = 1.0  # seconds at most a state waits for others bound to the same socket
+MAX_WAIT = 1.0  # seconds a queue may stand still before it is sent as it is
+
+
+class Listening:
+    """One local socket's subscription: what it has received of the generation it waits for
+    (``current``: the last one it sent) and of the next, and the states not yet sent to it."""
+
+    __slots__ = ("ws", "indices", "need", "current", "following", "have", "ahead", "queue", "flushes")
+
+    def __init__(self, ws: WebSocket, indices: list[str]) -> None:
+        self.ws = ws
+        self.indices = indices
+        self.need = len(indices)  # states per generation: one per subscription, repeats included
+        self.current, self.following = "0", "1"  # as they appear on the wire
+        self.have = self.ahead = 0
+        self.queue: list[str] = []
+        self.flushes = 0
+
+    def receive(self, token: str, step: str) -> None:
+        """Queues a state; sends the queue once the current generation is complete."""
+        self.queue.append(token)
+        if step == self.current:
+            self.have += 1
+            if self.have == self.need:
+                self.flush()
+        elif step == self.following:
+            self.ahead += 1
+
+    def sent(self, step: str) -> None:
+        """Notes that the cell sent its state of generation ``step``: it now waits for the
+        states of that generation (some of which it may have already)."""
+        if step == self.current:
+            return
+        if step == self.following:
+            self.have, self.ahead = self.ahead, 0
+        else:  # out of step: count afresh (the stale queue sender covers what is missed)
+            self.have = self.ahead = 0
+        self.current, self.following = step, str(int(step) + 1)
+        if self.have == self.need and self.queue:
+            self.flush()
+
+    def flush(self) -> None:
+        self.ws.send(" ".join(self.queue))
+        self.queue = []
+        self.flushes += 1
 
 
 class Relay:
@@ -41,12 +88,9 @@ class Relay:
         self.run = 0
         self.phase = CONNECTING
         self.cells: set[WebSocket] = set()
-        # Cell index (as sent on the wire) → the local sockets listening to it, once per request.
-        self.listeners: dict[str, list[WebSocket]] = {}
-        self.sources: dict[WebSocket, int] = {}  # socket → how many cells it listens to
+        # Cell index (as sent on the wire) → the local subscriptions to it, once per request.
+        self.listeners: dict[str, list[Listening]] = {}
         self.outgoing: list[str] = []
-        # Per socket: states not yet sent to it, the cells they come from, since when.
-        self.pending: dict[WebSocket, tuple[list[str], set[str], float]] = {}
         self._outgoing_ready = Event()
         hub.subscribe(channel, self)
         self._greenlets = [gevent.spawn(self._publish_forever), gevent.spawn(self._send_stale_forever)]
@@ -72,31 +116,31 @@ class Relay:
             for ws in self.cells:
                 ws.close(GOING_AWAY, f"run {run} replaced run {self.run}")
             self.run, self.phase = run, CONNECTING
-            self.cells, self.listeners, self.sources = set(), {}, {}
-            self.outgoing, self.pending = [], {}
+            self.cells, self.listeners, self.outgoing = set(), {}, []
         return run == self.run
 
     def add_cell(self, ws: WebSocket) -> None:
         self.cells.add(ws)
 
-    def remove_cell(self, run: int, ws: WebSocket, indices: list[str]) -> None:
+    def remove_cell(self, run: int, ws: WebSocket, listening: Listening | None) -> None:
         """Forgets a cell socket of ``run`` and what it listened to."""
         if run != self.run:
             return
         self.cells.discard(ws)
-        self.sources.pop(ws, None)
-        self.pending.pop(ws, None)
-        for index in indices:
-            listeners = self.listeners.get(index)
-            if listeners and ws in listeners:
-                listeners.remove(ws)
+        if listening is None:
+            return
+        for index in listening.indices:
+            subscriptions = self.listeners.get(index)
+            if subscriptions and listening in subscriptions:
+                subscriptions.remove(listening)
 
-    def listen(self, ws: WebSocket, indices: list[str]) -> None:
+    def listen(self, ws: WebSocket, indices: list[str]) -> Listening:
         """Relays to ``ws`` the states of the cells at ``indices`` (a repeated index is relayed as
         many times as it is repeated)."""
+        listening = Listening(ws, indices)
         for index in indices:
-            self.listeners.setdefault(index, []).append(ws)
-        self.sources[ws] = len(set(indices))
+            self.listeners.setdefault(index, []).append(listening)
+        return listening
 
     def post(self, token: str) -> None:
         """Queues a cell's ``<index>:<step>:<state>`` for the next batch."""
@@ -122,40 +166,27 @@ class Relay:
     # -- batches in ------------------------------------------------------------------------------
 
     def _fan_out(self, body: str) -> None:
-        """Queues each state of a batch for the local sockets listening to its cell. A socket
-        gets its queue in one frame once every cell it listens to has something new in it:
-        for a cell, that is all it needs for its next generation, so it receives one frame
-        per generation rather than one per neighbour."""
-        # Holding a queue back costs a cell nothing: it cannot compute its next generation before
-        # each cell it listens to has sent its state. Nor can it stall a run: a cell whose state
-        # went out early, with the previous frame, sends its next one once this cell has moved on.
-        listeners, sources, pending = self.listeners, self.sources, self.pending
-        now = time.monotonic()
+        """Queues each state of a batch for the local subscriptions to its cell."""
+        listeners = self.listeners
         for token in body.split(" "):
-            source = token[:token.find(":")]
-            targets = listeners.get(source)
-            if not targets:
-                continue
-            for ws in targets:
-                queued = pending.get(ws)
-                if queued is None:
-                    queued = pending[ws] = ([token], {source}, now)
-                else:
-                    queued[0].append(token)
-                    queued[1].add(source)
-                if len(queued[1]) == sources[ws]:
-                    del pending[ws]
-                    ws.send(" ".join(queued[0]))
+            colon = token.find(":")
+            subscriptions = listeners.get(token[:colon])
+            if subscriptions:
+                step = token[colon + 1:-2]
+                for listening in subscriptions:
+                    listening.receive(token, step)
 
     def _send_stale_forever(self) -> None:
-        """Sends queues that have waited MAX_WAIT: what a listener gets must not depend on
+        """Sends the queues that have not moved for MAX_WAIT: a listener must not depend on
         every cell it listens to going on (one may have stopped)."""
+        waiting: dict[Listening, int] = {}
         while True:
-            gevent.sleep(MAX_WAIT / 2)
-            oldest = time.monotonic() - MAX_WAIT
-            stale = [ws for ws, (_, _, since) in self.pending.items() if since < oldest]
-            for ws in stale:
-                ws.send(" ".join(self.pending.pop(ws)[0]))
+            gevent.sleep(MAX_WAIT)
+            for listening, flushes in waiting.items():
+                if listening.queue and listening.flushes == flushes:
+                    listening.flush()
+            waiting = {listening: listening.flushes for subscriptions in self.listeners.values()
+                       for listening in subscriptions if listening.queue}
 
     # -- events in (the hub's reader greenlet; must not block) -----------------------------------
 

@@ -1,7 +1,7 @@
 // The Game of Life page: listens to /ws/gameoflife/watch/ and draws each cell's state as it is
 // relayed. Events (webapp/gameoflife/protocol.py): "run <id> <size>", "connected <id> <n>",
 // "subscribed <id> <n>", "subscribe <id>", "start <id>", "states <id> <index>:<step>:<state> ...".
-import { WS4Redis } from "/static/ws4redis/ws4redis.js";
+import { WS4Redis } from "../ws4redis/ws4redis.js";
 
 const status = document.getElementById("gol-status");
 const canvas = document.getElementById("gol-grid");
