@@ -106,7 +106,24 @@ def stack(redis_server: RedisServer) -> Iterator[Stack]:
     env = {"WS_WORKERS": "3", "WS_GEVENT": "3000", "DJANGO_WORKERS": "2"}
     with Stack(free_port(), redis_server.url, run_dir=WORK / "run", static_root=WORK / "static",
                env=env, nginx_workers=2) as running:
+        _warm_up(running)
         yield running
+
+
+def _warm_up(stack: Stack) -> None:
+    """Waits until every WebSocket worker answers a handshake, so the first test does not pay
+    for workers still importing Django on a loaded machine."""
+    from ws4redis_server.testing import connect
+
+    def answers() -> bool:
+        try:
+            with connect(f"{stack.ws_url}/ws/echo/", timeout=30) as ws:
+                return ws.recv(timeout=30) == "Hello!"
+        except (OSError, TimeoutError):
+            return False
+
+    for _ in range(len(stack.worker_pids("websocket")) * 2):
+        wait_for(answers, 60, "the WebSocket instance", stack.run_dir / "uwsgi.log")
 
 
 class DevServer:
