@@ -14,6 +14,7 @@ import resource
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from webapp.gameoflife import protocol
@@ -321,8 +322,9 @@ class Game:
         """Awaits ``awaitable``; raises GameError if a cell fails first, or (saying ``what``) if
         it takes more than ``timeout`` seconds."""
         assert self._failure is not None
-        task = asyncio.ensure_future(awaitable)
-        done, _ = await asyncio.wait({task, self._failure}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        task: asyncio.Future[Any] = asyncio.ensure_future(awaitable)
+        either: set[asyncio.Future[Any]] = {task, self._failure}
+        done, _ = await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if task not in done:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

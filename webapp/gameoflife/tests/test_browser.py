@@ -28,6 +28,7 @@ def running(stack, *options: str) -> Iterator[subprocess.Popen]:
     """``manage.py gameoflife`` in the background until the block ends (stopped with Ctrl-C)."""
     command = [sys.executable, str(ROOT / "manage.py"), "gameoflife", "--url", stack.ws_url, *options]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
     try:
         for line in process.stdout:  # bounded: the run ends after its steps if nothing else
             if "running" in line:

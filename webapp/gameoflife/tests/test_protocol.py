@@ -40,7 +40,9 @@ def closed_with(ws) -> tuple[int, str]:
     with pytest.raises(ConnectionClosed) as closed:
         for _ in range(100):
             ws.recv(timeout=10)
-    return closed.value.rcvd.code, closed.value.rcvd.reason
+    received = closed.value.rcvd
+    assert received is not None, "the connection dropped without a close frame"
+    return received.code, received.reason
 
 
 def received(ws, count: int) -> list[str]:
@@ -76,7 +78,7 @@ def subscribe(cells: dict[int, Any], listens: dict[int, list[int]]) -> None:
         assert ws.recv(timeout=10) == "run"
 
 
-@pytest.mark.parametrize("size", ["zero", "0", "1025", "-3", "2.5"])
+@pytest.mark.parametrize("size", ["zero", "0", "1025", "-3", "2.5", ""])
 def test_reset_wants_a_size(url, size):
     with connect(url + "reset/") as ws:
         ws.send(size)
