@@ -273,6 +273,13 @@ class Hub:
             except (redis.RedisError, OSError) as exc:
                 # The reader notices the broken connection and reconnects; it resubscribes all.
                 logger.debug("SUBSCRIBE failed: %s", exc)
+            except Exception:
+                # E.g. gevent's ConcurrentObjectUseError when redis-py reconnects here while the
+                # reader waits on the same socket. The writer must outlive it, or the process
+                # could never subscribe again: drop the connection and let the reader rebuild it.
+                logger.exception("SUBSCRIBE failed; reconnecting to Redis")
+                self._connected.clear()
+                self._close_pubsub()
 
     def _sync_subscriptions(self) -> None:
         pubsub = self._pubsub
