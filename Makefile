@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 PORT ?= 8000
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test bench system-deps venv check style types coverage clean
+.PHONY: run test bench bench-check system-deps venv check style types coverage clean
 
 ## run: set everything up, then serve the site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)
 run: venv
@@ -16,7 +16,11 @@ run: venv
 ## test: set everything up, then run the whole test suite against real Redis, uWSGI, nginx, Chromium
 test: venv
 	WITH_BROWSER=1 bash deploy/install-system-deps.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not bench" $(PYTEST_ARGS)
+
+## bench-check: the benchmark harness end to end on a tiny N (no figure is judged)
+bench-check: venv
+	$(PY) -m pytest -m bench $(PYTEST_ARGS)
 
 ## bench: run the benchmarks (prints figures, writes bench/results/*.json and plots)
 bench: venv

@@ -68,6 +68,7 @@ _redis = RedisServer(REDIS_PORT, WORK / "redis")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives Chromium through Playwright")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "bench: runs the benchmark harness (make bench-check, not make test)")
     config.addinivalue_line("markers", "postgres: needs the PostgreSQL server on 127.0.0.1:5432")
 
 

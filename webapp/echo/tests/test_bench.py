@@ -15,7 +15,7 @@ from deploy.stack import ROOT
 SOCKETS = 50
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_one_small_run_of_every_target(stack, redis_server, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--sizes", str(SOCKETS), "--hold", "0",
