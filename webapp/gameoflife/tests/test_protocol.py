@@ -147,7 +147,8 @@ def test_start_up_is_counted_across_worker_processes_and_states_are_relayed_as_s
         f"subscribed {run} {n}" for n in range(1, 5)] + [f"start {run}"])
     assert counted.index(f"connected {run} 4") < counted.index(f"subscribe {run}")
     assert all(counted.index(f"subscribe {run}") < counted.index(f"subscribed {run} {n}") for n in range(1, 5))
-    assert counted.index(f"subscribed {run} 4") < counted.index(f"start {run}") == len(counted) - 1
+    # Other processes' announcements of lower counts may still arrive after the start.
+    assert counted.index(f"subscribed {run} 4") < counted.index(f"start {run}")
     relayed = sorted(token for event in events if event.startswith(f"states {run} ") for token in event.split()[2:])
     assert relayed == ["0:0:1", "1:0:1", "2:0:0", "3:0:1"]
 
