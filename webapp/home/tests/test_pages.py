@@ -50,8 +50,15 @@ def test_js_client_subscribes_publishes_and_reconnects(stack, redis_server, new_
         assert "to the other socket" in received
 
     # A dropped socket reconnects by itself; close() ends it for good.
-    page.evaluate("window.pubsubSocket.socket.close()")
-    expect(page.locator("#state")).to_have_text("open", timeout=15_000)
+    page.evaluate("""() => {
+        const ws = window.pubsubSocket;
+        const report = ws.onstatechange;
+        window.states = [];
+        ws.onstatechange = (state) => { window.states.push(state); report(state); };
+        ws.socket.close();
+    }""")
+    page.wait_for_function("window.states.includes('reconnecting') && window.states.at(-1) === 'open'",
+                           timeout=15_000)
     redis_server.client().publish("broadcast:demo", "after reconnecting")
     expect(log).to_contain_text("after reconnecting", timeout=10_000)
     page.screenshot(path=str(artifacts_dir / "pubsub.png"), full_page=True)
