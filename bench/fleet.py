@@ -142,7 +142,15 @@ class _Share:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         commands: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        loop.add_reader(self.pipe.fileno(), lambda: commands.put_nowait(self.pipe.recv()))
+
+        def read_command() -> None:
+            try:
+                commands.put_nowait(self.pipe.recv())
+            except EOFError:  # the benchmark is gone: so is this process
+                loop.remove_reader(self.pipe.fileno())
+                commands.put_nowait(("stop",))
+
+        loop.add_reader(self.pipe.fileno(), read_command)
         while True:
             name, *args = await commands.get()
             if name == "stop":

@@ -29,6 +29,7 @@ PEER_DIR = Path(__file__).resolve().parent / "channels_peer"
 FACILITY = "bench"
 # A WebSocket worker may hold at most ~20,000 files; keep headroom for Redis and logs.
 MAX_SLOTS_PER_WORKER = 19_000
+MIN_SLOTS_PER_WORKER = 1_000
 
 
 class Target(Protocol):
@@ -92,7 +93,9 @@ class Ws4RedisStack(RunningStack):
 
     def __init__(self, sockets: int, workers: int = 4, nginx_workers: int = 4) -> None:
         super().__init__("", "")
-        slots = min(MAX_SLOTS_PER_WORKER, math.ceil(sockets * 1.25 / workers) + 100)
+        # uWSGI does not spread sockets evenly over its workers: leave each room for half again
+        # its share. Slots cost ~7 KB each, counted in the baseline, not per socket.
+        slots = min(MAX_SLOTS_PER_WORKER, max(MIN_SLOTS_PER_WORKER, math.ceil(sockets * 1.5 / workers)))
         self.env = {"WS_WORKERS": str(workers), "WS_GEVENT": str(slots)}
         self.nginx_workers = nginx_workers
         self.redis_server: RedisServer | None = None

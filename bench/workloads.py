@@ -15,7 +15,7 @@ import math
 import time
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from workers.testecho import latency_summary, run_testecho
@@ -26,8 +26,10 @@ from .memory import Memory
 from .targets import Target
 
 Log = Callable[[str], None]
-# Enough to reach every server worker process.
+# Enough to reach every server worker process, a few times over if need be.
 WARM_UP_SOCKETS = 200
+WARM_UP_ROUNDS = 3
+STARTS = 3
 
 
 @dataclass(frozen=True)
@@ -44,27 +46,46 @@ class Plan:
 
 def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any]:
     """Starts ``target``, runs every workload with ``sockets`` idle sockets, stops it; returns
-    the figures (see the module docstring)."""
-    log(f"[{target.name} N={sockets}] starting")
-    target.start()
-    try:
-        with Fleet.for_sockets(sockets) as fleet:
-            _warm_up(target, fleet, plan)
-            baseline = target.memory()
-            result = _with_fleet(target, fleet, sockets, plan, baseline, log)
-            fleet.close_all()
-        return result
-    finally:
-        target.stop()
+    the figures (see the module docstring). A start whose first sockets did not all get the
+    warm-up broadcast is retried (up to STARTS times): its figures would describe the start-up."""
+    for start in range(1, STARTS + 1):
+        log(f"[{target.name} N={sockets}] starting" + (f" (attempt {start})" if start > 1 else ""))
+        target.start()
+        try:
+            with Fleet.for_sockets(sockets) as fleet:
+                try:
+                    warm_up_rounds = _warm_up(target, fleet, plan)
+                except RuntimeError as exc:
+                    if start == STARTS:
+                        raise
+                    log(f"[{target.name} N={sockets}] {exc}: starting afresh")
+                    continue
+                if warm_up_rounds > 1 and start < STARTS:
+                    log(f"[{target.name} N={sockets}] warm-up took {warm_up_rounds} rounds: starting afresh")
+                    continue
+                baseline = target.memory()
+                result = _with_fleet(target, fleet, sockets, plan, baseline, log)
+                result.update(starts=start, warm_up_rounds=warm_up_rounds)
+                fleet.close_all()
+            return result
+        finally:
+            target.stop()
+    raise AssertionError("unreachable: the last start always measures")
 
 
-def _warm_up(target: Target, fleet: Fleet, plan: Plan) -> None:
-    """Opens, feeds and closes a few sockets, so first-use costs (imports, Redis connections,
-    buffers) are neither timed nor counted as memory per socket."""
-    fleet.connect(parse_ws_url(target.idle_url), WARM_UP_SOCKETS, timeout=60)
-    _broadcast(target, fleet, ["warm-up"], plan, WARM_UP_SOCKETS)
-    fleet.close_all()
-    time.sleep(1)
+def _warm_up(target: Target, fleet: Fleet, plan: Plan) -> int:
+    """Opens, feeds and closes a few sockets until every one of them gets a broadcast, so
+    first-use costs (imports, Redis connections, buffers) are neither timed nor counted as memory
+    per socket. Returns the rounds it took; raises RuntimeError after WARM_UP_ROUNDS."""
+    for round_ in range(1, WARM_UP_ROUNDS + 1):
+        opened = fleet.connect(parse_ws_url(target.idle_url), WARM_UP_SOCKETS, timeout=60).opened
+        delivered = _broadcast(target, fleet, ["warm-up"], replace(plan, delivery_timeout=10), opened)["delivered"]
+        fleet.close_all()
+        if opened == delivered == WARM_UP_SOCKETS:
+            time.sleep(1)
+            return round_
+    raise RuntimeError(f"warm-up: in the last of {WARM_UP_ROUNDS} rounds {opened} of {WARM_UP_SOCKETS} sockets "
+                       f"opened and {delivered} of them got a broadcast; a server process does not relay")
 
 
 def _with_fleet(target: Target, fleet: Fleet, sockets: int, plan: Plan, baseline: dict[str, Memory],

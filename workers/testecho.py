@@ -238,7 +238,9 @@ class Progress:
         if bar:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=clients, desc="connections", unit="conn", file=out, dynamic_ncols=True)
+            # The count rises and falls: a rate or an ETA would mean nothing.
+            self.bar = tqdm(total=clients, desc="connections", file=out, dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
 
     def update(self, count: int) -> None:
         previous, self.count = self.count, count
