@@ -4,6 +4,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+# Below this share of N held, a target has reached what the machine allows at that N.
+HELD_ENOUGH = 0.95
+
 
 def _number(value: float | None, digits: int = 0) -> str:
     if value is None:
@@ -47,7 +50,9 @@ def table(results: list[dict[str, Any]]) -> list[str]:
 
 def ratios(results: list[dict[str, Any]], ours: str = "ws4redis") -> list[str]:
     """Returns one line per N and peer: how ``ours`` compares (above 1 means ours is better)."""
-    by_key = {(row["target"], row["sockets"]): row for row in results if "error" not in row}
+    # A target that held fewer sockets than asked has no comparable figures at that N.
+    by_key = {(row["target"], row["sockets"]): row for row in results
+              if "error" not in row and row["held"] >= HELD_ENOUGH * row["sockets"]}
     lines = []
     for (name, sockets), peer in sorted(by_key.items(), key=lambda item: (item[0][1], item[0][0])):
         mine = by_key.get((ours, sockets))

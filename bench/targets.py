@@ -30,6 +30,7 @@ FACILITY = "bench"
 # A WebSocket worker may hold at most ~20,000 files; keep headroom for Redis and logs.
 MAX_SLOTS_PER_WORKER = 19_000
 MIN_SLOTS_PER_WORKER = 1_000
+LISTEN_BACKLOG = 4096  # as uWSGI's listen in deploy/uwsgi.ini (and net.core.somaxconn here)
 
 
 class Target(Protocol):
@@ -138,13 +139,16 @@ class DaphneStack(Stack):
         with open(log, "ab") as out:
             for path in self.sockets:
                 self.daphnes.append(subprocess.Popen(
-                    [str(BIN / "daphne"), "-u", str(path), "bench.channels_peer.asgi:application"],
+                    # Twisted's default listen backlog (50) overflows under a connect burst.
+                    [str(BIN / "daphne"), "-e", f"unix:{path}:backlog={LISTEN_BACKLOG}",
+                     "bench.channels_peer.asgi:application"],
                     cwd=ROOT, env=self.environ(), stdout=out, stderr=subprocess.STDOUT))
         for path in self.sockets:
             wait_for(functools.partial(can_connect, str(path)), 60, f"daphne on {path.name}", log)
 
     def render_nginx(self) -> Path:
-        upstreams = "\n        ".join(f"server unix:{path};" for path in self.sockets)
+        # max_fails=0: a refused connect during a burst must not take a daphne out of rotation.
+        upstreams = "\n        ".join(f"server unix:{path} max_fails=0;" for path in self.sockets)
         text = (PEER_DIR / "nginx.conf").read_text()
         for name, value in {"RUN_DIR": self.run_dir, "PORT": self.port, "NGINX_WORKERS": self.nginx_workers,
                             "UPSTREAMS": upstreams}.items():

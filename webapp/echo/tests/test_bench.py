@@ -19,7 +19,7 @@ SOCKETS = 50
 def test_one_small_run_of_every_target(stack, redis_server, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--sizes", str(SOCKETS), "--hold", "0",
-         "--targets", "ws4redis,channels,external", "--url", stack.ws_url, "--redis-url", redis_server.url,
+         "--targets", "ws4redis,channels,channels-pubsub,external", "--url", stack.ws_url, "--redis-url", redis_server.url,
          "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -27,7 +27,7 @@ def test_one_small_run_of_every_target(stack, redis_server, tmp_path: Path) -> N
     (result_file,) = tmp_path.glob("bench-*.json")
     run = json.loads(result_file.read_text())
     assert run["machine"]["cores"] >= 1 and "nginx" in run["machine"]
-    assert [row["target"] for row in run["results"]] == ["ws4redis", "channels", "external"]
+    assert [row["target"] for row in run["results"]] == ["ws4redis", "channels", "channels-pubsub", "external"]
     for row in run["results"]:
         assert "error" not in row, row
         assert row["connect"]["opened"] == row["held"] == SOCKETS, row["connect"]
@@ -35,14 +35,14 @@ def test_one_small_run_of_every_target(stack, redis_server, tmp_path: Path) -> N
         assert row["burst"]["delivered"] == row["burst"]["expected"] == 10 * SOCKETS
         assert row["burst"]["last_ms"] > 0 and row["burst"]["deliveries_per_s"] > 0
         assert row["echo"]["completed"] == row["echo"]["clients"] == 100
-    for row in run["results"][:2]:
+    for row in run["results"][:3]:
         assert set(row["memory"]["kib_per_socket"]) == {"server", "nginx", "redis"}
         assert row["memory"]["loaded_kib"]["server"]["rss_kib"] > 0
-    assert run["results"][2]["memory"]["kib_per_socket"] == {}
+    assert run["results"][3]["memory"]["kib_per_socket"] == {}
 
     table = (tmp_path / "latest.md").read_text()
     assert "| ws4redis | 50 | 50 |" in table and "| channels | 50 | 50 |" in table
-    assert "- N=50: ws4redis vs channels:" in table
+    assert "- N=50: ws4redis vs channels:" in table and "- N=50: ws4redis vs channels-pubsub:" in table
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -50,7 +50,7 @@ def test_one_small_run_of_every_target(stack, redis_server, tmp_path: Path) -> N
     (["--sizes", "0"], "socket counts must be between 1 and 100,000"),
     (["--sizes", "200000"], "socket counts must be between 1 and 100,000"),
     (["--sizes", "ten"], "expected socket counts like 1000,10000"),
-    (["--targets", "tornado"], "unknown target(s) ['tornado']"),
+    (["--targets", "tornado"], "unknown target(s) ['tornado']: choose among ws4redis, channels, channels-pubsub"),
     (["--targets", "external"], "--targets external needs --url"),
     (["--hold", "-1"], "--hold must be >= 0"),
 ])
