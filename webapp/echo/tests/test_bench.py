@@ -19,8 +19,8 @@ SOCKETS = 50
 def test_one_small_run_of_every_target(stack, redis_server, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--sizes", str(SOCKETS), "--hold", "0",
-         "--targets", "ws4redis,channels,channels-pubsub,external", "--url", stack.ws_url, "--redis-url", redis_server.url,
-         "--out", str(tmp_path)],
+         "--targets", "ws4redis,channels,channels-pubsub,external",
+         "--url", stack.ws_url, "--redis-url", redis_server.url, "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
 
