@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,8 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path | N
         time.sleep(0.05)
     tail = ""
     if log is not None and log.exists():
-        tail = "\n--- last lines of %s ---\n%s" % (log, "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+        lines = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        tail = f"\n--- last lines of {log} ---\n{lines}"
     raise RuntimeError(f"{what} not ready after {timeout:.0f}s{tail}")
 
 
@@ -168,7 +169,7 @@ class Stack:
         text = (DEPLOY / "nginx.conf").read_text()
         for name, value in {"RUN_DIR": self.run_dir, "DEPLOY_DIR": DEPLOY, "PORT": self.port,
                             "STATIC_ROOT": self.static_root, "NGINX_WORKERS": self.nginx_workers}.items():
-            text = text.replace("${%s}" % name, str(value))
+            text = text.replace(f"${{{name}}}", str(value))
         path = self.run_dir / "nginx.conf"
         path.write_text(text)
         return path
@@ -185,7 +186,7 @@ class Stack:
                                           cwd=ROOT, env=self.environ(), stdout=out, stderr=subprocess.STDOUT)
         for name in ("django.sock", "ws.sock"):
             path = str(self.run_dir / name)
-            wait_for(lambda: self.uwsgi.poll() is None and can_connect(path), 60, f"uWSGI {name}", log)
+            wait_for(lambda path=path: self.uwsgi.poll() is None and can_connect(path), 60, f"uWSGI {name}", log)
 
     def start_nginx(self) -> None:
         conf = self.render_nginx()
@@ -206,13 +207,23 @@ class Stack:
         return [int(pid) for pid in children]
 
     def reload(self, instance: str) -> None:
-        """Gracefully reloads one instance (SIGHUP to its master); the other is untouched."""
+        """Gracefully reloads one instance (SIGHUP to its master, as ``uwsgi --reload``); the other
+        is untouched. The WebSocket instance closes its sockets with 1001 first."""
         os.kill(self.pid_of(instance), signal.SIGHUP)
 
+    def stop_instance(self, instance: str) -> None:
+        """Stops one instance as ``uwsgi --stop <pidfile>`` would (SIGINT to its master); the
+        emperor starts it again. The WebSocket instance closes its sockets with 1001 first."""
+        os.kill(self.pid_of(instance), signal.SIGINT)
+
     def stop(self) -> None:
-        stop_pid(self.nginx, signal.SIGQUIT, 10)
-        stop_pid(self.uwsgi, signal.SIGTERM, 30)
-        self.nginx = self.uwsgi = None
+        """Stops uWSGI, then nginx: the WebSocket instance's 1001 close frames still pass through
+        nginx, and nginx then has no upgraded connection left to wait for."""
+        try:
+            stop_pid(self.uwsgi, signal.SIGTERM, 30)
+        finally:
+            stop_pid(self.nginx, signal.SIGQUIT, 10)
+            self.nginx = self.uwsgi = None
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -239,7 +250,8 @@ def run(port: int) -> None:
     manage("migrate", "--noinput", "-v", "0", env=env)
     manage("collectstatic", "--noinput", "-v", "0", env=env)
     run_dir = ROOT / "run"
-    stack = Stack(port, redis_url, run_dir=run_dir, static_root=Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles")))
+    static_root = Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles"))
+    stack = Stack(port, redis_url, run_dir=run_dir, static_root=static_root)
     stopping = []
 
     def stop(*_: object) -> None:

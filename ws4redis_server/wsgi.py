@@ -3,23 +3,54 @@
 Run under uWSGI with ``--gevent N`` (see deploy/uwsgi.ini); DJANGO_SETTINGS_MODULE must be set.
 The process's hub connects to Redis as soon as the worker loads this module, and keeps retrying
 (logged once per outage) while Redis is unreachable.
+
+Stopping or reloading the instance closes every socket with 1001 (going away) and a reason, so
+clients reconnect, instead of cutting TCP. uWSGI's gevent loop tells a worker in two ways:
+
+- SIGINT or SIGTERM (the master stops: ``uwsgi --stop``, SIGTERM/SIGINT with die-on-term, the
+  emperor stopping its vassals): the loop kills its control greenlet at once and calls
+  ``uwsgi.atexit`` while the gevent hub still runs; the sockets are closed there.
+- SIGHUP (graceful reload: ``uwsgi --reload``, touch-reload, the emperor reloading a vassal or,
+  with emperor-graceful-shutdown, stopping it): the loop stops accepting and waits for the
+  running requests, up to worker-reload-mercy, then the master kills it. Every socket is a request that
+  never ends, so a SIGHUP handler of our own closes them; the loop then sees no request left.
+
+uWSGI's own "goodbye cruel world" (max-requests, reload-on-rss and the like) takes the SIGHUP way
+without a signal, so sockets would be cut after worker-reload-mercy: those options stay off here.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+import signal
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import django
 import gevent
 
 django.setup()
 
+import uwsgi  # type: ignore[import-not-found]  # noqa: E402
+
 from .hub import get_hub  # noqa: E402
 from .metrics import report_forever  # noqa: E402
-from .server import serve  # noqa: E402
+from .server import close_all, serve  # noqa: E402
 from .transports.uwsgi import UwsgiTransport  # noqa: E402
 
-logging.getLogger("ws4redis_server").info("WebSocket worker ready")
+logger = logging.getLogger("ws4redis_server")
+
+
+def _watch_sighup() -> None:
+    # Runs once the hub runs, i.e. after uWSGI's gevent loop has set up its own SIGHUP watcher.
+    # Started at import instead, it would be libev's first watcher of the signal; the worker then
+    # installs uWSGI's C handler over libev's (after loading the app), no watcher ever fires, and
+    # the C handler ends the worker at once: every socket cut without a close frame.
+    gevent.signal_handler(signal.SIGHUP, close_all)
+
+
+uwsgi.atexit = close_all
+gevent.spawn(_watch_sighup)
+logger.info("WebSocket worker ready")
 gevent.spawn(report_forever, get_hub())
 
 

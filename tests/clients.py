@@ -1,0 +1,56 @@
+"""Many real WebSocket clients in the test process (the lean asyncio client of workers/wsload.py),
+for tests that hold hundreds or thousands of sockets through nginx."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from workers.wsload import WebSocketClient, open_client, parse_ws_url, source_addresses
+
+CONNECTING = 100  # handshakes in flight at once
+
+
+async def open_clients(urls: list[str], timeout: float = 60) -> list[WebSocketClient]:
+    """Opens one client per URL (at most CONNECTING handshakes at once); raises if any fails."""
+    limit = asyncio.Semaphore(CONNECTING)
+
+    async def one(url: str, index: int) -> WebSocketClient:
+        target = parse_ws_url(url)
+        sources = source_addresses(target, len(urls))
+        async with limit:
+            return await open_client(target, sources[index % len(sources)], timeout=timeout)
+
+    results = await asyncio.gather(*(one(url, i) for i, url in enumerate(urls)), return_exceptions=True)
+    clients = [result for result in results if isinstance(result, WebSocketClient)]
+    failures = [result for result in results if not isinstance(result, WebSocketClient)]
+    if failures:
+        await close_clients(clients)
+        raise AssertionError(f"{len(failures)} of {len(urls)} sockets did not open: {failures[0]!r}")
+    return clients
+
+
+async def close_clients(clients: list[WebSocketClient]) -> None:
+    await asyncio.gather(*(client.close(timeout=5) for client in clients), return_exceptions=True)
+
+
+async def next_messages(clients: list[WebSocketClient], timeout: float) -> list[str | None]:
+    """Returns the next message of each client (None for one that got none within ``timeout``
+    seconds or was closed)."""
+
+    async def one(client: WebSocketClient) -> str | None:
+        try:
+            return await client.recv(timeout)
+        except (TimeoutError, ConnectionError):
+            return None
+
+    return list(await asyncio.gather(*(one(client) for client in clients)))
+
+
+def close_codes(clients: list[WebSocketClient]) -> Counter:
+    """Counts the clients by (close code, reason) of the server's close frame; (None, None) for
+    a client that is still open or got no close frame."""
+    codes: Counter = Counter()
+    for client in clients:
+        received = client.protocol.close_rcvd
+        codes[(int(received.code), received.reason) if received is not None else (None, None)] += 1
+    return codes
