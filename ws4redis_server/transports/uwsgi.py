@@ -34,6 +34,8 @@ class UwsgiTransport:
         self.fd = -1
         self.frames = InboundFrames(max_message_size)
         self._watcher: Any = None
+        # The last read emptied the socket: nothing to read until the watcher fires again.
+        self._drained = False
 
     def accept(self) -> None:
         try:
@@ -44,20 +46,30 @@ class UwsgiTransport:
         os.set_blocking(self.fd, False)  # reads below must never block the process
 
     def watch(self, on_readable: Callable[[], None]) -> None:
+        def readable() -> None:
+            self._drained = False
+            on_readable()
+
         self._watcher = gevent.get_hub().loop.io(self.fd, 1)
-        self._watcher.start(on_readable)
+        self._watcher.start(readable)
 
     def recv_nowait(self) -> bytes | None:
         frames = self.frames
         while not frames.messages:
             if frames.closed is not None:
                 raise frames.closed
+            if self._drained:
+                return None  # a read now would only fail with EAGAIN
             try:
                 data = os.read(self.fd, READ_SIZE)
             except BlockingIOError:
+                self._drained = True
                 return None
             except OSError as exc:
                 raise ConnectionClosed(1006, str(exc)) from exc
+            # A short read took all the socket had (the watcher is level-triggered: it fires
+            # again for anything that arrives later).
+            self._drained = 0 < len(data) < READ_SIZE
             reply = frames.feed(data or None)
             if reply:
                 self._write(reply, WRITE_TIMEOUT)
