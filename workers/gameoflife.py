@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from webapp.gameoflife import protocol
 
+from .cellframes import CellFrames
 from .patterns import Grid
 from .wsload import HandshakeRejected, WebSocketClient, WsTarget, open_client, parse_ws_url, source_addresses
 
@@ -89,7 +90,7 @@ class Cell:
     """One cell: its socket, its state, and what it has received of the current and the next
     generation (slot ``step % 2``)."""
 
-    __slots__ = ("game", "index", "alive", "listens", "step", "received", "alive_around", "client",
+    __slots__ = ("game", "index", "alive", "listens", "step", "received", "alive_around", "client", "frames",
                  "_current", "_next", "_waiting")
 
     def __init__(self, game: Game, index: int, alive: bool, listens: list[int]) -> None:
@@ -101,20 +102,21 @@ class Cell:
         self.received = [0, 0]
         self.alive_around = [0, 0]
         self.client: WebSocketClient | None = None
+        self.frames: CellFrames | None = None  # the client's frames, once open_client() has returned
         self._current, self._next = "0", "1"  # the steps as they appear on the wire
         self._waiting = False
 
     def on_message(self, text: str, arrival: float) -> None:
-        if self.client is None:
+        if self.frames is None:
             # "sub" can arrive before open_client() has returned this cell's client.
             asyncio.get_running_loop().call_soon(self.on_message, text, arrival)
         elif text[0].isdigit():
             self._on_states(text)
         elif text == protocol.SUBSCRIBE:
-            self.client.send(protocol.subscription(self.listens))
+            self.frames.send(protocol.subscription(self.listens))
         elif text == protocol.RUN:
             self.game.on_run()
-            self.client.send(protocol.state(0, self.alive))
+            self.frames.send(protocol.state(0, self.alive))
             self.game.on_step(0)
             self._advance()
         else:
@@ -153,7 +155,7 @@ class Cell:
             self.alive = around == 3 or (self.alive and around == 2)
             self.step += 1
             self._current, self._next = self._next, str(self.step + 1)
-            self.client.send(f"{self.step}:{1 if self.alive else 0}")  # type: ignore[union-attr]
+            self.frames.send(f"{self.step}:{1 if self.alive else 0}")  # type: ignore[union-attr]
             game.on_step(self.step)
 
     def resume(self) -> None:
@@ -284,7 +286,7 @@ class Game:
                                                CONNECT_TIMEOUT, cell.on_message)
                 except (OSError, TimeoutError, HandshakeRejected) as exc:
                     raise GameError(f"cell {cell.index} could not connect: {failure(exc)}") from exc
-            cell.client = client
+            cell.client, cell.frames = client, CellFrames(client)
             client.closed.add_done_callback(lambda _: self._on_closed(cell))
 
         await self._until(asyncio.gather(*(connect(cell) for cell in self.cells)),
