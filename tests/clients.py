@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from deploy.stack import Stack, wait_for
 from workers.wsload import WebSocketClient, open_client, parse_ws_url, source_addresses
 
 CONNECTING = 100  # handshakes in flight at once
@@ -54,3 +55,20 @@ def close_codes(clients: list[WebSocketClient]) -> Counter:
         received = client.protocol.close_rcvd
         codes[(int(received.code), received.reason) if received is not None else (None, None)] += 1
     return codes
+
+
+def all_workers(stack: Stack, instance: str) -> set[int]:
+    """Returns the worker PIDs of ``instance`` once all of them are up (a fresh stack answers on
+    its sockets before its workers are spawned)."""
+    name, default = {"websocket": ("WS_WORKERS", 4), "django": ("DJANGO_WORKERS", 3)}[instance]
+    count = int(stack.extra_env.get(name, default))
+    wait_for(lambda: len(workers_or_none(stack, instance) or ()) == count, 60, f"{count} {instance} workers")
+    return set(stack.worker_pids(instance))
+
+
+def workers_or_none(stack: Stack, instance: str) -> list[int] | None:
+    """The worker PIDs of ``instance``, or None while its master is being replaced."""
+    try:
+        return stack.worker_pids(instance)
+    except (OSError, ValueError):
+        return None

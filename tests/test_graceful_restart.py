@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from deploy.stack import RedisServer, Stack, free_port, private_dir, wait_for
-from tests.clients import close_clients, close_codes, next_messages, open_clients
+from tests.clients import all_workers, close_clients, close_codes, next_messages, open_clients, workers_or_none
 from tests.fixtures import _warm_up
 from workers.wsload import WebSocketClient
 from ws4redis_server.server import SHUTDOWN_REASON
@@ -59,7 +59,7 @@ def publish_across_a_django_reload(stack: Stack, publisher: DjangoPublisher, tok
     statuses: list[int] = []
 
     def reloaded() -> bool:
-        workers = set(_workers_or_none(stack, "django") or ())
+        workers = set(workers_or_none(stack, "django") or ())
         return len(workers) == len(old_workers) and not workers & old_workers
 
     while len(statuses) < MESSAGES or not reloaded():
@@ -182,22 +182,6 @@ def test_stopping_the_whole_stack_closes_every_socket_with_1001() -> None:
         redis.stop()
 
 
-def all_workers(stack: Stack, instance: str) -> set[int]:
-    """Returns the worker PIDs of ``instance`` once all of them are up (a fresh stack answers on
-    its sockets before its workers are spawned)."""
-    name, default = {"websocket": ("WS_WORKERS", 4), "django": ("DJANGO_WORKERS", 3)}[instance]
-    count = int(stack.extra_env.get(name, default))
-    wait_for(lambda: len(_workers_or_none(stack, instance) or ()) == count, 60, f"{count} {instance} workers")
-    return set(stack.worker_pids(instance))
-
-
-def _workers_or_none(stack: Stack, instance: str) -> list[int] | None:
-    try:
-        return stack.worker_pids(instance)
-    except (OSError, ValueError):
-        return None
-
-
 def _pid_or_none(stack: Stack, instance: str) -> int | None:
     try:
         return stack.pid_of(instance)
@@ -206,5 +190,5 @@ def _pid_or_none(stack: Stack, instance: str) -> int | None:
 
 
 def _replaced(stack: Stack, old_workers: set[int]) -> bool:
-    workers = set(_workers_or_none(stack, "websocket") or ())
+    workers = set(workers_or_none(stack, "websocket") or ())
     return len(workers) == len(old_workers) and not workers & old_workers
