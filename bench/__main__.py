@@ -4,6 +4,7 @@ for the project's stack and for a Django Channels peer in the same run.
 
     python -m bench                                   # N = 1,000, 10,000, 30,000; both targets
     python -m bench --sizes 1000 --hold 5             # a quick look
+    python -m bench --targets ws4redis,channels,channels-pubsub --peer-max 10000   # peers up to 10k
     python -m bench --url ws://127.0.0.1:8000 --targets external   # a stack that is already running
     python -m bench <suite> [args]                    # another suite: bench/<suite>.py's main(args)
 
@@ -17,6 +18,7 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -50,6 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=35.0,
                         help="seconds the idle sockets are held before memory is read (default 35: "
                              "one server ping cycle)")
+    parser.add_argument("--peer-max", type=int, default=None, metavar="N",
+                        help="largest socket count tried on the Channels peers (default: every --sizes)")
     parser.add_argument("--url", help="base ws:// URL of a running stack, for --targets external")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
                         help="the Redis of the --url stack (default $REDIS_URL or redis://127.0.0.1:6379/0)")
@@ -64,6 +68,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--targets external needs --url ws://host:port of a running stack")
     if args.hold < 0:
         parser.error("--hold must be >= 0")
+    if args.peer_max is not None and args.peer_max < 1:
+        parser.error("--peer-max must be >= 1")
     return args
 
 
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     limited: set[str] = set()
     for sockets in args.sizes:
         for name in args.targets:
-            if name in limited:
+            if name in limited or (name.startswith("channels") and sockets > (args.peer_max or sockets)):
                 continue
             target = _make_target(name, sockets, args)
             try:
@@ -138,8 +144,19 @@ def _save(run_data: dict[str, Any], args: argparse.Namespace, stamp: str) -> Non
         shutil.copyfile(base.with_suffix(".png"), args.out / "latest.png")
 
 
+def _stop_like_ctrl_c() -> None:
+    """Makes SIGTERM (``kill``, a timeout) end the run as Ctrl-C does: every ``finally`` runs, so
+    every server and load process started is stopped. A second SIGTERM does not cut that short."""
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    _stop_like_ctrl_c()
     if argv and not argv[0].startswith("-"):
         try:
             suite = importlib.import_module(f"bench.{argv[0]}")
@@ -147,7 +164,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"python -m bench: no suite named {argv[0]!r} (bench/{argv[0]}.py)")
         suite.main(argv[1:])
         return
-    run(parse_args(argv))
+    args = parse_args(argv)
+    try:
+        run(args)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the measurements' finally blocks have run
+        print("python -m bench: interrupted; every server and load process it started is stopped",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

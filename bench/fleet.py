@@ -23,6 +23,9 @@ SOCKETS_PER_PROCESS = 8_000
 # Handshakes in flight per load process: enough to keep the server busy, under nginx's backlog.
 CONCURRENCY = 256
 PREFIX = "bench:"
+# Seconds without a single delivery after which waiting for a broadcast stops: the sockets still
+# missing it are not going to get it (a server process that does not relay, a dead consumer).
+STALL = 15.0
 
 
 def broadcast_text(tag: str, stamp: float) -> str:
@@ -92,11 +95,12 @@ class Fleet:
         """Returns how many of the fleet's sockets are still open."""
         return sum(self._ask([("count",)] * len(self.pipes), 30))
 
-    def expect(self, tags: list[str], timeout: float) -> dict[str, array]:
-        """Waits until every open socket received the broadcasts ``tags`` (or ``timeout`` s
-        passed); returns each tag's delivery latencies in seconds, one per socket reached."""
+    def expect(self, tags: list[str], timeout: float, stall: float = STALL) -> dict[str, array]:
+        """Waits until every open socket received the broadcasts ``tags``, or ``timeout`` s passed,
+        or no delivery came for ``stall`` s; returns each tag's delivery latencies in seconds, one
+        per socket reached."""
         latencies: dict[str, array] = {tag: array("d") for tag in tags}
-        for reply in self._ask([("expect", tags, timeout)] * len(self.pipes), timeout + 30):
+        for reply in self._ask([("expect", tags, timeout, stall)] * len(self.pipes), timeout + 30):
             for tag, values in reply.items():
                 latencies[tag].extend(values)
         return latencies
@@ -195,12 +199,14 @@ class _Share:
     async def count(self) -> int:
         return sum(client.is_open for client in self.clients)
 
-    async def expect(self, tags: list[str], timeout: float) -> dict[str, array]:
+    async def expect(self, tags: list[str], timeout: float, stall: float) -> dict[str, array]:
         deadline = time.monotonic() + timeout
+        last_progress = time.monotonic()
         # Counting open sockets is O(sockets): do it again only when deliveries pause.
         wanted = await self.count()
         while not all(len(self.received[tag]) >= wanted for tag in tags):
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = min(deadline, last_progress + stall) - now
             if left <= 0:
                 break
             self.arrived.clear()
@@ -208,6 +214,8 @@ class _Share:
                 await asyncio.wait_for(self.arrived.wait(), min(0.5, left))
             except TimeoutError:
                 wanted = await self.count()
+            else:
+                last_progress = time.monotonic()
         return {tag: self.received.pop(tag, array("d")) for tag in tags}
 
     async def close(self, timeout: float) -> None:

@@ -56,7 +56,7 @@ def ratios(results: list[dict[str, Any]], ours: str = "ws4redis") -> list[str]:
     lines = []
     for (name, sockets), peer in sorted(by_key.items(), key=lambda item: (item[0][1], item[0][0])):
         mine = by_key.get((ours, sockets))
-        if name == ours or mine is None:
+        if name in (ours, "external") or mine is None:  # external: the same server, run elsewhere
             continue
         parts = []
         pairs = [

@@ -31,6 +31,8 @@ FACILITY = "bench"
 MAX_SLOTS_PER_WORKER = 19_000
 MIN_SLOTS_PER_WORKER = 1_000
 LISTEN_BACKLOG = 4096  # as uWSGI's listen in deploy/uwsgi.ini (and net.core.somaxconn here)
+WORKERS_READY_TIMEOUT = 120.0  # seconds the WebSocket workers may take to load and reach Redis
+LAYER_TIMEOUT = 30.0  # seconds a channel layer call (a group_send to every socket) may take
 
 
 class Target(Protocol):
@@ -47,10 +49,15 @@ class Target(Protocol):
     def stop(self) -> None: ...
 
 
-def broadcast_channel() -> str:
-    """The Redis channel of the ``bench`` facility's broadcasts (with WS4REDIS_PREFIX, if set)."""
+def _prefixed(name: str) -> str:
+    """Returns the Redis key or channel ``name`` under WS4REDIS_PREFIX, if set (as webapp.settings)."""
     prefix = os.environ.get("WS4REDIS_PREFIX")
-    return f"{prefix}:broadcast:{FACILITY}" if prefix else f"broadcast:{FACILITY}"
+    return f"{prefix}:{name}" if prefix else name
+
+
+def broadcast_channel() -> str:
+    """The Redis channel of the ``bench`` facility's broadcasts."""
+    return _prefixed(f"broadcast:{FACILITY}")
 
 
 class RunningStack:
@@ -108,6 +115,28 @@ class Ws4RedisStack(RunningStack):
         self.stack.start()
         self.base_url, self.redis_url = self.stack.ws_url, self.redis_server.url
         super().start()
+        self._wait_until_every_worker_relays()
+
+    def _wait_until_every_worker_relays(self, timeout: float = WORKERS_READY_TIMEOUT) -> None:
+        """Waits until every WebSocket worker has loaded the application (lazy-apps) and connected
+        its hub to Redis, as the figures each worker writes to Redis say. The master accepts
+        sockets before that, and a socket that waits longer than WS4REDIS_SUBSCRIBE_TIMEOUT for its
+        subscription is served unsubscribed for a while: it would miss the first broadcasts."""
+        assert self.stack is not None and self.redis is not None
+        stack, client = self.stack, self.redis
+        workers_of = functools.partial(stack.worker_pids, "websocket")
+        prefix = _prefixed("ws4redis:stats:")
+
+        def relaying() -> set[int]:
+            ready = set()
+            for key in client.scan_iter(match=prefix + "*", count=1000):
+                pid = int(key.decode().rsplit(":", 1)[1])
+                if client.hget(key, "redis_connected") == b"1":
+                    ready.add(pid)
+            return ready
+
+        wait_for(lambda: set(workers_of()) <= relaying(), timeout,
+                 "every WebSocket worker connected to Redis", stack.run_dir / "uwsgi.log")
 
     def memory(self) -> dict[str, Memory]:
         assert self.stack is not None and self.stack.nginx is not None and self.redis_server is not None
@@ -118,11 +147,21 @@ class Ws4RedisStack(RunningStack):
         }
 
     def stop(self) -> None:
-        super().stop()
-        if self.stack is not None:
-            self.stack.stop()
-        if self.redis_server is not None:
-            self.redis_server.stop()
+        try:
+            super().stop()
+        finally:
+            _stop_servers(self.stack, self.redis_server)
+            self.stack = self.redis_server = None
+
+
+def _stop_servers(stack: Stack | None, redis_server: RedisServer | None) -> None:
+    """Stops the front (nginx and what it proxies to), then Redis, whatever fails first."""
+    try:
+        if stack is not None:
+            stack.stop()
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
 
 
 class DaphneStack(Stack):
@@ -158,10 +197,12 @@ class DaphneStack(Stack):
         return path
 
     def stop(self) -> None:
-        stop_pid(self.nginx, signal.SIGQUIT, 10)
-        for process in self.daphnes:
-            stop_pid(process)
-        self.nginx, self.daphnes = None, []
+        try:
+            stop_pid(self.nginx, signal.SIGQUIT, 10)
+        finally:
+            for process in self.daphnes:
+                stop_pid(process)
+            self.nginx, self.daphnes = None, []
 
 
 class ChannelsPeer:
@@ -172,7 +213,7 @@ class ChannelsPeer:
         self.processes, self.layer, self.nginx_workers = processes, layer, nginx_workers
         self.redis_server: RedisServer | None = None
         self.stack: DaphneStack | None = None
-        self.loop = asyncio.new_event_loop()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.channel_layer: Any = None
 
     @property
@@ -193,13 +234,19 @@ class ChannelsPeer:
         self.stack = DaphneStack(free_port(), self.redis_server.url, self.processes, self.layer, self.nginx_workers)
         self.stack.start()
         layer_class = RedisChannelLayer if self.layer == "core" else RedisPubSubChannelLayer
+        self.loop = asyncio.new_event_loop()  # one per start: stop() closes it
         self.channel_layer = layer_class(hosts=[self.redis_server.url])
         # The first send opens the layer's Redis connections: not part of any measurement.
-        self.loop.run_until_complete(self.channel_layer.group_send("warm-up", {"type": "bench.message", "text": ""}))
+        self._run(self.channel_layer.group_send("warm-up", {"type": "bench.message", "text": ""}))
+
+    def _run(self, step: Any) -> None:
+        """Runs one channel layer call to its end, or raises TimeoutError after LAYER_TIMEOUT s."""
+        assert self.loop is not None
+        self.loop.run_until_complete(asyncio.wait_for(step, LAYER_TIMEOUT))
 
     def publish(self, text: str) -> None:
         assert self.channel_layer is not None
-        self.loop.run_until_complete(self.channel_layer.group_send(FACILITY, {"type": "bench.message", "text": text}))
+        self._run(self.channel_layer.group_send(FACILITY, {"type": "bench.message", "text": text}))
 
     def memory(self) -> dict[str, Memory]:
         assert self.stack is not None and self.stack.nginx is not None and self.redis_server is not None
@@ -210,11 +257,13 @@ class ChannelsPeer:
         }
 
     def stop(self) -> None:
-        if self.channel_layer is not None:
-            # The Redis server is ours and about to stop: flushing only closes the connections.
-            self.loop.run_until_complete(self.channel_layer.flush())
-        self.loop.close()
-        if self.stack is not None:
-            self.stack.stop()
-        if self.redis_server is not None:
-            self.redis_server.stop()
+        try:
+            if self.channel_layer is not None:
+                # The Redis server is ours and about to stop: flushing only closes the connections.
+                self._run(self.channel_layer.flush())
+        finally:
+            if self.loop is not None:
+                self.loop.close()
+            self.loop = self.channel_layer = None
+            _stop_servers(self.stack, self.redis_server)
+            self.stack = self.redis_server = None

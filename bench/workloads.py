@@ -7,6 +7,11 @@
 5. a burst of back-to-back broadcasts: time until every socket has all of them.
 
 Every step is bounded in time; what did not arrive in time is reported as missing.
+
+Before anything is measured, one broadcast must reach every socket: first a few warm-up sockets
+(first-use costs are then neither timed nor counted), then the N sockets themselves. A server
+process whose subscription to the broadcast channel never took would otherwise leave its sockets
+waiting out every delivery timeout, and the figures would describe that, not the server.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from typing import Any
 from workers.testecho import latency_summary, run_testecho
 from workers.wsload import parse_ws_url
 
-from .fleet import Fleet, broadcast_text
+from .fleet import ConnectResult, Fleet, broadcast_text
 from .memory import Memory
 from .targets import Target
 
@@ -30,6 +35,8 @@ Log = Callable[[str], None]
 WARM_UP_SOCKETS = 200
 WARM_UP_ROUNDS = 3
 STARTS = 3
+# Times the N sockets are opened afresh when a broadcast does not reach every one of them.
+RELAY_CHECKS = 3
 
 
 @dataclass(frozen=True)
@@ -46,25 +53,25 @@ class Plan:
 
 def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any]:
     """Starts ``target``, runs every workload with ``sockets`` idle sockets, stops it; returns
-    the figures (see the module docstring). A start whose first sockets did not all get the
-    warm-up broadcast is retried (up to STARTS times): its figures would describe the start-up."""
+    the figures (see the module docstring). A start where no warm-up round got a broadcast to
+    every socket is retried (up to STARTS times): its figures would describe a broken start."""
+    def note(line: str) -> None:
+        log(f"[{target.name} N={sockets}] {line}")
+
     for start in range(1, STARTS + 1):
-        log(f"[{target.name} N={sockets}] starting" + (f" (attempt {start})" if start > 1 else ""))
-        target.start()
+        note("starting" + (f" (attempt {start})" if start > 1 else ""))
         try:
+            target.start()  # inside the try: a half-started target is stopped too
             with Fleet.for_sockets(sockets) as fleet:
                 try:
-                    warm_up_rounds = _warm_up(target, fleet, plan)
+                    warm_up_rounds = _warm_up(target, fleet, plan, note)
                 except RuntimeError as exc:
                     if start == STARTS:
                         raise
-                    log(f"[{target.name} N={sockets}] {exc}: starting afresh")
-                    continue
-                if warm_up_rounds > 1 and start < STARTS:
-                    log(f"[{target.name} N={sockets}] warm-up took {warm_up_rounds} rounds: starting afresh")
+                    note(f"{exc}: starting afresh")
                     continue
                 baseline = target.memory()
-                result = _with_fleet(target, fleet, sockets, plan, baseline, log)
+                result = _with_fleet(target, fleet, sockets, plan, baseline, note)
                 result.update(starts=start, warm_up_rounds=warm_up_rounds)
                 fleet.close_all()
             return result
@@ -73,7 +80,7 @@ def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any
     raise AssertionError("unreachable: the last start always measures")
 
 
-def _warm_up(target: Target, fleet: Fleet, plan: Plan) -> int:
+def _warm_up(target: Target, fleet: Fleet, plan: Plan, log: Log) -> int:
     """Opens, feeds and closes a few sockets until every one of them gets a broadcast, so
     first-use costs (imports, Redis connections, buffers) are neither timed nor counted as memory
     per socket. Returns the rounds it took; raises RuntimeError after WARM_UP_ROUNDS."""
@@ -84,16 +91,32 @@ def _warm_up(target: Target, fleet: Fleet, plan: Plan) -> int:
         if opened == delivered == WARM_UP_SOCKETS:
             time.sleep(1)
             return round_
+        log(f"warm-up round {round_}: {opened} of {WARM_UP_SOCKETS} sockets opened, {delivered} got the broadcast")
     raise RuntimeError(f"warm-up: in the last of {WARM_UP_ROUNDS} rounds {opened} of {WARM_UP_SOCKETS} sockets "
                        f"opened and {delivered} of them got a broadcast; a server process does not relay")
 
 
+def _connect_relayed(target: Target, fleet: Fleet, sockets: int, plan: Plan, log: Log) -> tuple[ConnectResult, int]:
+    """Opens the ``sockets`` idle sockets and sends them one broadcast; while it does not reach
+    every open socket, closes them all and opens them afresh (up to RELAY_CHECKS times). Returns
+    how the last opening went and how many it took."""
+    for attempt in range(1, RELAY_CHECKS + 1):
+        connected = fleet.connect(parse_ws_url(target.idle_url), sockets, timeout=60 + sockets / 500)
+        log(f"{connected.opened} opened in {connected.seconds:.1f} s"
+            + (f", failures {connected.failures} e.g. {connected.examples}" if connected.failures else ""))
+        delivered = _broadcast(target, fleet, ["relay-check"], plan, connected.opened)["delivered"]
+        open_now = fleet.open_sockets()
+        if delivered >= open_now or attempt == RELAY_CHECKS:
+            return connected, attempt
+        log(f"a broadcast reached {delivered} of the {open_now} open sockets: opening them afresh")
+        fleet.close_all()
+    raise AssertionError("unreachable: the last attempt always returns")
+
+
 def _with_fleet(target: Target, fleet: Fleet, sockets: int, plan: Plan, baseline: dict[str, Memory],
                 log: Log) -> dict[str, Any]:
-    connected = fleet.connect(parse_ws_url(target.idle_url), sockets, timeout=60 + sockets / 500)
-    log(f"[{target.name} N={sockets}] {connected.opened} opened in {connected.seconds:.1f} s"
-        + (f", failures {connected.failures} e.g. {connected.examples}" if connected.failures else "")
-        + f"; holding them {plan.hold:g} s")
+    connected, openings = _connect_relayed(target, fleet, sockets, plan, log)
+    log(f"holding them {plan.hold:g} s")
     time.sleep(plan.hold)
     held = fleet.open_sockets()
     loaded = target.memory()
@@ -101,17 +124,17 @@ def _with_fleet(target: Target, fleet: Fleet, sockets: int, plan: Plan, baseline
         "target": target.name,
         "sockets": sockets,
         "connect": {"opened": connected.opened, "failures": connected.failures, "examples": connected.examples,
-                    "seconds": connected.seconds},
+                    "seconds": connected.seconds, "openings": openings},
         "held": held,
         "memory": _memory(baseline, loaded, held),
     }
-    log(f"[{target.name} N={sockets}] {held} held; KiB/socket: {result['memory']['kib_per_socket']}")
+    log(f"{held} held; KiB/socket: {result['memory']['kib_per_socket']}")
     result["echo"] = _echo(target, plan)
-    log(f"[{target.name} N={sockets}] echo RTT ms: {_rounded(result['echo']['rtt_ms'])}")
+    log(f"echo RTT ms: {_rounded(result['echo']['rtt_ms'])}")
     result["broadcasts"] = [_broadcast(target, fleet, [f"single{i}"], plan, held) for i in range(plan.broadcasts)]
     result["burst"] = _broadcast(target, fleet, [f"burst{i}" for i in range(plan.burst)], plan, held)
     singles = ", ".join(f"{b['last_ms']:.0f}" for b in result["broadcasts"] if b["last_ms"] is not None)
-    log(f"[{target.name} N={sockets}] broadcast to all, last delivery ms: {singles}; burst of {plan.burst}: "
+    log(f"broadcast to all, last delivery ms: {singles}; burst of {plan.burst}: "
         f"{result['burst']['last_ms']} ms, {result['burst']['deliveries_per_s']} deliveries/s")
     return result
 
