@@ -75,7 +75,7 @@ class Listening:
 
     def flush(self) -> None:
         self.ws.send(" ".join(self.queue))
-        self.queue = []
+        self.queue.clear()  # the same list: fewer objects for the garbage collector to follow
         self.flushes += 1
 
 
@@ -177,15 +177,18 @@ class Relay:
                     listening.receive(token, step)
 
     def _send_stale_forever(self) -> None:
-        """Sends the queues that have not moved for MAX_WAIT: a listener must not depend on
-        every cell it listens to going on (one may have stopped)."""
-        waiting: dict[Listening, int] = {}
+        """Sends the queues that have not moved for MAX_WAIT (no state in, nothing sent): a
+        listener must not depend on every cell it listens to going on (one may have stopped).
+        A queue that still fills is not stale: on a grid slower than a generation per MAX_WAIT,
+        sending it early would only add frames."""
+        waiting: dict[Listening, tuple[int, int]] = {}
         while True:
             gevent.sleep(MAX_WAIT)
-            for listening, flushes in waiting.items():
-                if listening.queue and listening.flushes == flushes:
+            for listening, (flushes, queued) in waiting.items():
+                if listening.queue and listening.flushes == flushes and len(listening.queue) == queued:
                     listening.flush()
-            waiting = {listening: listening.flushes for subscriptions in self.listeners.values()
+            waiting = {listening: (listening.flushes, len(listening.queue))
+                       for subscriptions in self.listeners.values()
                        for listening in subscriptions if listening.queue}
 
     # -- events in (the hub's reader greenlet; must not block) -----------------------------------

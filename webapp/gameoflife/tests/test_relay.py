@@ -65,3 +65,21 @@ def test_the_relay_fans_a_batch_out_to_each_subscription_repeats_included():
     assert right.sent == [["8:0:0"]]
     relay.deliver("test-channel", b"states 0 8:1:1", True)  # another run's: ignored
     assert right.sent == [["8:0:0"]]
+
+
+def test_a_queue_is_sent_as_it_is_once_it_stands_still_not_while_it_fills(monkeypatch):
+    import gevent
+
+    from webapp.gameoflife import relay as relay_module
+
+    monkeypatch.setattr(relay_module, "MAX_WAIT", 0.5)
+    relay = Relay(Hub(), "test-channel")
+    relay.adopt(1)
+    ws = Frames()
+    relay.listen(ws, [str(index) for index in range(1, 21)])
+    for index in range(1, 19):  # a state every 0.1 s for 1.8 s: slow, but moving
+        relay.deliver("test-channel", f"states 1 {index}:0:1".encode(), True)
+        gevent.sleep(0.1)
+    assert ws.sent == []
+    gevent.sleep(1.2)  # then nothing: cells 19 and 20 may have stopped
+    assert ws.sent == [[f"{index}:0:1" for index in range(1, 19)]]
