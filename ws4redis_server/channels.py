@@ -47,6 +47,7 @@ class Flags:
     publish: frozenset[str] = frozenset()
     echo: bool = False
     params: dict[str, str] = field(default_factory=dict)
+    ids: bool = False  # each message carries its id (message history; not a permission)
 
     def names(self) -> list[str]:
         """Returns the flags as ws4redis spells them: ``subscribe-user``, ``echo``, ..."""
@@ -54,7 +55,7 @@ class Flags:
         names += [f"publish-{a}" for a in AUDIENCES if a in self.publish]
         return names + (["echo"] if self.echo else [])
 
-    def restricted_to(self, allowed: object) -> "Flags":
+    def restricted_to(self, allowed: object) -> Flags:
         """Returns these flags less those not in ``allowed`` (an iterable of flag names)."""
         keep = {str(name).lower() for name in allowed}  # type: ignore[attr-defined]
         return Flags(
@@ -62,14 +63,17 @@ class Flags:
             frozenset(a for a in self.publish if f"publish-{a}" in keep),
             self.echo and "echo" in keep,
             self.params,
+            self.ids,
         )
 
 
 def parse_flags(query_string: str) -> Flags:
-    """Parses ``subscribe-<audience>``, ``publish-<audience>`` and ``echo`` from a query string;
-    other ``name=value`` pairs are kept in ``params``."""
-    subscribe, publish, params = set(), set(), {}
-    echo = False
+    """Parses ``subscribe-<audience>``, ``publish-<audience>``, ``echo`` and ``ids`` from a query
+    string; other ``name=value`` pairs (``last-id=...``) are kept in ``params``."""
+    subscribe: set[str] = set()
+    publish: set[str] = set()
+    params: dict[str, str] = {}
+    echo = ids = False
     for name, value in parse_qsl(query_string, keep_blank_values=True):
         flag = name.strip().lower()
         verb, _, audience = flag.partition("-")
@@ -77,9 +81,11 @@ def parse_flags(query_string: str) -> Flags:
             (subscribe if verb == "subscribe" else publish).add(audience)
         elif flag == "echo":
             echo = True
+        elif flag == "ids":
+            ids = True
         elif value:
             params[flag] = value
-    return Flags(frozenset(subscribe), frozenset(publish), echo, params)
+    return Flags(frozenset(subscribe), frozenset(publish), echo, params, ids)
 
 
 @dataclass(frozen=True)

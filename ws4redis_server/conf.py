@@ -7,8 +7,9 @@ overrides a setting. A bad value raises :class:`~django.core.exceptions.Improper
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from django.conf import settings as django_settings
@@ -42,6 +43,8 @@ class Settings:
     rate_burst: float
     outbox_messages: int
     outbox_bytes: int
+    history_length: int
+    history_seconds: int
 
 
 def _hook(name: str) -> Callable[..., Any] | None:
@@ -137,6 +140,8 @@ def _build() -> Settings:
         rate_burst=rate_burst,
         outbox_messages=_number("WS4REDIS_OUTBOX_MESSAGES", 20_000, minimum=1),
         outbox_bytes=_number("WS4REDIS_OUTBOX_BYTES", 4 * 1024 * 1024, minimum=1024),
+        history_length=_number("WS4REDIS_HISTORY_LENGTH", 1000, minimum=0),
+        history_seconds=_number("WS4REDIS_HISTORY_SECONDS", 600, minimum=1),
     )
 
 

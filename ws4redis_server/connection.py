@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 import gevent
+import redis
 from gevent.event import Event
 
+from . import history
 from .conf import Settings
 from .hub import Hub, is_text
 from .metrics import CLOSE_COUNTERS, STATS
+from .redis_client import get_redis
 from .security import RateLimit
 from .transports import ConnectionClosed, Transport
 
@@ -29,6 +32,8 @@ NORMAL, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, POLICY, TOO_BIG, INTERNAL, TRY
 SLOW_CONSUMER = 4000
 # Seconds a socket closed for overflow may take to finish its last send before it is cut.
 ABORT_GRACE = 5.0
+# Seconds between attempts to catch up after a hub outage while Redis is still unsteady.
+RESYNC_RETRY = 0.5
 # Codes a transport reports when it refuses the peer's data: the server closes with them.
 _SERVER_CODES = {PROTOCOL_ERROR, INVALID_DATA, TOO_BIG, POLICY}
 
@@ -47,7 +52,8 @@ class Connection:
     """One socket. ``deliver`` and ``send`` may be called from any greenlet; ``run`` owns I/O."""
 
     def __init__(self, transport: Transport, hub: Hub, settings: Settings, app: Application,
-                 subscribe: list[str] = (), echo: bool = True) -> None:  # type: ignore[assignment]
+                 subscribe: list[str] = (), echo: bool = True,  # type: ignore[assignment]
+                 ids: bool = False, resume_from: str | None = None) -> None:
         self.transport = transport
         self.hub = hub
         self.settings = settings
@@ -68,27 +74,48 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._heartbeat = settings.heartbeat.encode("utf-8") if settings.heartbeat else None
+        # Message history (see history.py): a socket with ``ids`` gets each message as
+        # ``<id>\n<message>`` and position markers ``@<id>\n``; ``resume_from`` replays what it
+        # missed after that id. Every pub/sub socket catches up after a hub outage.
+        self.history = bool(self.initial_channels) and settings.history_length > 0
+        self.ids = ids and self.history
+        self.resume_from = resume_from if self.history else None
+        self.position: str | None = None  # newest id queued, or covered by a replay
+        self.floor: tuple[int, int] | None = None  # live messages up to this id were replayed
+        self.holding: list[tuple[bytes, bool, str | None]] | None = None  # live ones during a replay
+        self._resyncing: gevent.Greenlet | None = None
 
     # -- called from anywhere ------------------------------------------------------------------
 
-    def deliver(self, channel: str, data: bytes, text: bool) -> None:
+    def deliver(self, channel: str, data: bytes, text: bool, message_id: str | None = None) -> None:
         """Queues a message from Redis. Without the echo flag, a message equal to the last one
         this socket sent is not sent back to it (django-websocket-redis's rule)."""
         if not self.echo and data == self.last_received:
             return
-        outbox = self.outbox
-        if outbox and (len(outbox) >= self.max_messages or self.outbox_bytes + len(data) > self.max_bytes):
-            self._overflow()
+        holding = self.holding
+        if holding is not None:  # a replay is under way: live messages wait for it
+            holding.append((data, text, message_id))
+            if len(holding) > self.max_messages:
+                self._overflow()
             return
-        outbox.append((data, text))
-        self.outbox_bytes += len(data)
-        self.wakeup.set()
+        if message_id is not None:
+            if self.floor is not None and history.parse_id(message_id) <= self.floor:
+                return  # a replay has sent it already
+            self.position = message_id
+        if self.ids:
+            data = (message_id or "").encode("ascii") + b"\n" + data
+        self._enqueue(data, text)
 
     def send(self, message: str | bytes) -> None:
         """Queues ``message`` (str as text, bytes as binary); a no-op once the socket is closed."""
         if self.close_code is not None:
             return
         data, text = (message.encode("utf-8"), True) if isinstance(message, str) else (bytes(message), False)
+        if self.ids:
+            data = b"\n" + data
+        self._enqueue(data, text)
+
+    def _enqueue(self, data: bytes, text: bool) -> None:
         if self.outbox and (len(self.outbox) >= self.max_messages
                             or self.outbox_bytes + len(data) > self.max_bytes):
             self._overflow()
@@ -107,9 +134,10 @@ class Connection:
         """The peer reads slower than messages come: drop its outbox, stop its deliveries and
         close it, so it holds no more memory than one message being sent. A send blocked on
         the full socket is cut after ABORT_GRACE seconds."""
-        STATS["dropped_messages"] += len(self.outbox)
+        STATS["dropped_messages"] += len(self.outbox) + len(self.holding or ())
         self.outbox.clear()
         self.outbox_bytes = 0
+        self.holding = None
         for channel in list(self.channels):
             self.unsubscribe(channel)
         if self.close_code is None:
@@ -137,6 +165,7 @@ class Connection:
     def run(self) -> None:
         """Completes the handshake and serves the socket until either side closes it."""
         transport = self.transport
+        start = self._start_position()
         for channel in self.initial_channels:
             self.subscribe(channel)
         try:
@@ -146,7 +175,10 @@ class Connection:
             STATS["sockets_open"] += 1
             STATS["sockets_accepted"] += 1
             transport.watch(self._on_readable)
-            self._replay_persisted()
+            if self.resume_from is None:
+                self._replay_persisted()
+            if start is not None:
+                self._catch_up(start)
             self.app.start(self)
             self._serve()
         except ConnectionClosed as exc:
@@ -231,18 +263,101 @@ class Connection:
         """Sends the last persisted message of each subscribed channel (ws4redis's replay)."""
         if not self.initial_channels or self.settings.expire <= 0:
             return
-        from .redis_client import get_redis
-
         try:
-            values = get_redis().mget(self.initial_channels)
+            values = cast("list[bytes | None]", get_redis().mget(self.initial_channels))
         except Exception as exc:  # Redis down: the socket still serves live messages later
             logger.debug("persisted messages unavailable: %s", exc)
             return
         # A message published between the subscription and MGET is already queued live.
-        live = {data for data, _ in self.outbox}
-        persisted = [(value, is_text(value)) for value in values if value is not None and value not in live]
+        live = {data for data, _ in self.outbox} | {data for data, _, _ in self.holding or ()}
+        persisted = [(b"\n" + value if self.ids else value, is_text(value))
+                     for value in values if value is not None and value not in live]
         self.outbox_bytes += sum(len(value) for value, _ in persisted)
         # Older than anything that arrived live since the subscription: send them first.
         self.outbox.extendleft(reversed(persisted))
         if persisted:
             self.wakeup.set()
+
+    # -- catching up from the channels' histories --------------------------------------------
+
+    def _start_position(self) -> str | None:
+        """Returns the id after which this socket must get every message: the one it resumes
+        from, or (with ids) the current position read before subscribing; None for none. Live
+        messages are held from now until the replay is queued."""
+        if not self.history or not (self.ids or self.resume_from):
+            return None
+        start = self.resume_from
+        if start is None:
+            try:
+                start = history.position(get_redis(), self.settings.prefix)
+            except redis.RedisError as exc:  # Redis down: live messages only, once it is back
+                logger.debug("no history position: %s", exc)
+                return None
+        self.holding = []
+        return start
+
+    def resync(self) -> None:
+        """Called by the hub when it has reconnected after an outage: catches up on what was
+        published meanwhile (the hub calls it before reading the new connection)."""
+        if not self.history or not self.open or self.close_code is not None:
+            return
+        if self._resyncing is not None and not self._resyncing.dead:
+            return  # already catching up: it retries until the hub stays connected
+        start = self.position or self.hub.last_id
+        if start is None:
+            return
+        if self.holding is None:
+            self.holding = []
+        self._resyncing = gevent.spawn(self._resync, start)
+
+    def _resync(self, start: str) -> None:
+        while self.close_code is None and self.holding is not None:
+            if self.hub.wait_subscribed(list(self.channels), self.settings.subscribe_timeout) \
+                    and self._catch_up(start, retry=True):
+                return
+            gevent.sleep(RESYNC_RETRY)  # Redis went away again: wait for the next reconnection
+
+    def _catch_up(self, start: str, retry: bool = False) -> bool:
+        """Queues the messages of this socket's channels after ``start`` (oldest first), then the
+        live messages held meanwhile that are newer, and with ids the position marker
+        ``@<id>\n`` (``@<id> gap\n`` if some messages after ``start`` are no longer kept)."""
+        settings = self.settings
+        try:
+            found = history.replay(get_redis(), settings.prefix, sorted(self.channels), start,
+                                   settings.history_seconds)
+        except redis.RedisError as exc:
+            if retry:
+                return False
+            logger.warning("cannot replay missed messages: %s", exc)
+            self._release(self.holding or [])
+            return False
+        held = self.holding or []
+        entries, gap = found.entries, found.gap
+        room = self.max_messages - len(self.outbox) - len(held) - 1
+        size = self.max_bytes - self.outbox_bytes
+        kept: list[tuple[str, str, bytes]] = []
+        for entry in reversed(entries):  # the newest that fit in the outbox
+            size -= len(entry[2]) + 32
+            if len(kept) >= room or size < 0:
+                gap = True
+                break
+            kept.append(entry)
+        self.holding = None
+        floor = history.parse_id(found.position)
+        if self.floor is None or floor > self.floor:
+            self.floor = floor
+            self.position = found.position
+        for message_id, _, data in reversed(kept):
+            self._enqueue(message_id.encode("ascii") + b"\n" + data if self.ids else data, is_text(data))
+        if self.ids:
+            self._enqueue(f"@{found.position}{' gap' if gap else ''}\n".encode("ascii"), True)
+        elif gap:
+            logger.info("a socket missed messages older than the history window")
+        self._release(held)
+        return True
+
+    def _release(self, held: list[tuple[bytes, bool, str | None]]) -> None:
+        """Delivers the live messages held during a replay (those it did not cover)."""
+        self.holding = None
+        for data, text, message_id in held:
+            self.deliver("", data, text, message_id)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, Callable
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.contrib.auth import SESSION_KEY, get_user
@@ -21,6 +22,7 @@ from django.db import connections
 from django.urls import Resolver404, resolve
 from django.utils.functional import SimpleLazyObject
 
+from . import history
 from .channels import Flags, Identity, InvalidFacility, audience_channels, check_facility, parse_flags
 from .conf import Settings
 from .security import may_publish_anonymously
@@ -52,6 +54,7 @@ class Plan:
     handler: Callable[..., Any] | None = None
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
+    resume_from: str | None = None  # ``last-id``: replay what came after this message id
 
 
 def check_upgrade(environ: dict[str, Any]) -> None:
@@ -152,8 +155,15 @@ def _route(request: WSGIRequest, identity: Identity, settings: Settings) -> Plan
     if flags.publish and not identity.is_authenticated \
             and not may_publish_anonymously(settings.anonymous_publish, facility):
         raise HandshakeError(403, f"Log in to publish on facility {facility!r} (WS4REDIS_ANONYMOUS_PUBLISH)")
+    resume_from = flags.params.get("last-id")
+    if resume_from is not None:
+        try:
+            history.parse_id(resume_from)
+        except ValueError as exc:
+            raise HandshakeError(400, f"last-id: {exc}") from exc
     return Plan(
         request, identity, flags, facility=facility,
         subscribe=audience_channels(settings.prefix, facility, flags.subscribe, identity),
         publish=audience_channels(settings.prefix, facility, flags.publish, identity),
+        resume_from=resume_from,
     )

@@ -2,7 +2,9 @@
 
 The hub subscribes to a channel when its first local listener needs it and unsubscribes after
 the last one leaves; each Redis message is fanned out in-process to the channel's listeners.
-A listener is any object with ``deliver(channel, data, is_text)``; delivery must not block.
+A listener is any object with ``deliver(channel, data, is_text, message_id)``; delivery must not
+block. A listener with a ``resync()`` method is told when the hub has reconnected after an outage
+(it may then catch up on what it missed from the channels' histories).
 
 Two greenlets: the reader reads every reply redis-py has (buffered or not, so a burst is never
 stranded in redis-py's buffer, ws4redis's bug #2) and the writer sends SUBSCRIBE/UNSUBSCRIBE in
@@ -21,7 +23,7 @@ import redis
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from . import receipts
+from . import history, receipts
 from .conf import Settings, get_settings
 from .redis_client import get_redis, make_client
 
@@ -32,10 +34,30 @@ READ_TIMEOUT = 15.0  # seconds without traffic before the hub pings Redis
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 YIELD_EVERY = 100  # messages the reader fans out before it lets the sockets send them
 RECEIPTS_FLUSH = 0.2  # seconds between writes of delivery counts to Redis
+STABLE = 2.0  # seconds a connection must last before a drop counts as a new outage
+CONNECT_TIMEOUT = 5.0  # seconds Redis has to confirm the hub's first subscription
+
+
+class _PubSub(redis.client.PubSub):
+    """redis-py's PubSub, except that it does not reconnect by itself after an error: the hub
+    replaces the whole connection from its reader greenlet. (redis-py would reconnect in
+    whichever greenlet met the error, and two greenlets would then share one socket.)"""
+
+    failed = False
+
+    def _reconnect(self, conn: Any, error: Exception | None = None, *args: Any, **kwargs: Any) -> None:
+        if error is not None:
+            self.failed = True
+            conn.disconnect()
+
+
+def _alive(pubsub: Any) -> bool:
+    """False once the connection has failed (sending on it would make redis-py reconnect it)."""
+    return not pubsub.failed
 
 
 class Listener(Protocol):
-    def deliver(self, channel: str, data: bytes, is_text: bool) -> None: ...
+    def deliver(self, channel: str, data: bytes, is_text: bool, message_id: str | None) -> None: ...
 
 
 def is_text(data: bytes) -> bool:
@@ -64,6 +86,7 @@ class Hub:
         self._pubsub: Any = None
         self._greenlets: list[gevent.Greenlet] = []
         self._receipts: dict[str, int] = {}
+        self.last_id: str | None = None  # id of the newest message read that had one
         self.stats = {"messages_in": 0, "deliveries": 0, "reconnects": 0, "outages": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -141,13 +164,14 @@ class Hub:
     def _read_forever(self) -> None:
         backoff = BACKOFF_MIN
         down_since: float | None = None
+        back_logged = False
         while True:
             try:
                 self._connect()
-            except redis.RedisError as exc:
+            except (redis.RedisError, OSError) as exc:
                 self._down = True
                 if down_since is None:
-                    down_since = time.monotonic()
+                    down_since, back_logged = time.monotonic(), False
                     self.stats["outages"] += 1
                     logger.error("Redis at %s is unreachable (%s); sockets stay open, retrying with "
                                  "backoff up to %.0fs", self.settings.redis_url, exc, BACKOFF_MAX)
@@ -155,20 +179,29 @@ class Hub:
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             self._down = False
+            connected_at = time.monotonic()
             if down_since is not None:
-                logger.warning("Redis at %s is back after %.1fs; resubscribing %d channels",
-                               self.settings.redis_url, time.monotonic() - down_since, len(self._listeners))
+                if not back_logged:
+                    logger.warning("Redis at %s is back after %.1fs; resubscribing %d channels",
+                                   self.settings.redis_url, connected_at - down_since, len(self._listeners))
+                    back_logged = True
                 self.stats["reconnects"] += 1
-                down_since = None
-            backoff = BACKOFF_MIN
+                self._resync_listeners()
             try:
                 self._read_messages()
             except (redis.RedisError, OSError) as exc:
                 self._down = True
-                down_since = time.monotonic()
-                self.stats["outages"] += 1
-                logger.error("Lost Redis at %s (%s); sockets stay open, reconnecting",
-                             self.settings.redis_url, exc)
+                if down_since is not None and time.monotonic() - connected_at < STABLE:
+                    # Dropped again right after a reconnection (Redis still loading, or refusing
+                    # us): the same outage, retried with backoff and not logged again.
+                    logger.debug("Redis connection dropped at once: %s", exc)
+                    gevent.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                else:
+                    down_since, back_logged, backoff = time.monotonic(), False, BACKOFF_MIN
+                    self.stats["outages"] += 1
+                    logger.error("Lost Redis at %s (%s); sockets stay open, reconnecting",
+                                 self.settings.redis_url, exc)
             except Exception:
                 # A bug must not leave the process deaf: log it and start over on a new connection.
                 logger.exception("hub reader failed; reconnecting")
@@ -176,15 +209,44 @@ class Hub:
                 self._connected.clear()
                 self._close_pubsub()
 
+    def _resync_listeners(self) -> None:
+        """Tells every listener that can catch up that messages may have been missed. Runs before
+        the new connection is read, so a listener can hold live messages until it has caught up."""
+        for listener in {listener for listeners in self._listeners.values() for listener in listeners}:
+            resync = getattr(listener, "resync", None)
+            if resync is not None:
+                try:
+                    resync()
+                except Exception:
+                    logger.exception("resync of %r failed", listener)
+
     def _connect(self) -> None:
+        """Opens the pub/sub connection; raises RedisError unless Redis confirms a subscription
+        on it (a server that accepts the connection but refuses commands, e.g. an ACL or a
+        loading dataset, is still down)."""
         client = make_client(self.settings, pool=False, health_check_interval=0)
-        pubsub = client.pubsub()
+        pubsub = _PubSub(client.connection_pool, ignore_subscribe_messages=False)
+        try:
+            with self._write_lock:
+                pubsub.subscribe(self.control_channel)
+            deadline = time.monotonic() + CONNECT_TIMEOUT
+            while True:
+                reply = pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+                if reply is not None and reply["type"] == "subscribe":
+                    break
+                if time.monotonic() >= deadline:
+                    raise redis.TimeoutError(f"no SUBSCRIBE confirmation within {CONNECT_TIMEOUT:.0f}s")
+        except BaseException:
+            try:
+                pubsub.reset()
+            except Exception:  # already broken
+                pass
+            raise
         with self._write_lock:
-            pubsub.subscribe(self.control_channel)
-        self._pubsub = pubsub
-        self._sent = set()
-        self._inflight = {}
-        self._confirmed = {}
+            self._pubsub = pubsub
+            self._sent = set()
+            self._inflight = {}
+            self._confirmed = {}
         self._connected.set()
         self._dirty.set()
 
@@ -218,10 +280,13 @@ class Hub:
                 stats["messages_in"] += 1
                 receivers = listeners.get(channel)
                 if receivers:
-                    receipt, data = receipts.unwrap(message["data"])
+                    message_id, data = history.unwrap(message["data"])
+                    if message_id is not None:
+                        self.last_id = message_id
+                    receipt, data = receipts.unwrap(data)
                     text = is_text(data)
                     for listener in tuple(receivers):
-                        listener.deliver(channel, data, text)
+                        listener.deliver(channel, data, text, message_id)
                     stats["deliveries"] += len(receivers)
                     if receipt is not None:
                         self._receipts[receipt] = self._receipts.get(receipt, 0) + len(receivers)
@@ -282,22 +347,23 @@ class Hub:
                 self._close_pubsub()
 
     def _sync_subscriptions(self) -> None:
-        pubsub = self._pubsub
-        if pubsub is None:
-            return
-        wanted = set(self._listeners)
-        new = sorted(wanted - self._sent)
-        gone = sorted(self._sent - wanted)
-        for channel in gone:
-            self._sent.discard(channel)
-            self._confirmed.pop(channel, None)
-        for channel in new:
-            self._sent.add(channel)
-            self._inflight[channel] = self._inflight.get(channel, 0) + 1
-            event = self._confirmed.get(channel)
-            if event is None or event.is_set():
-                self._confirmed[channel] = Event()
+        # Under the lock: a reconnection swaps the connection and its bookkeeping together.
         with self._write_lock:
+            pubsub = self._pubsub
+            if pubsub is None or not _alive(pubsub):
+                return  # the reader is replacing the connection; it will set _dirty again
+            wanted = set(self._listeners)
+            new = sorted(wanted - self._sent)
+            gone = sorted(self._sent - wanted)
+            for channel in gone:
+                self._sent.discard(channel)
+                self._confirmed.pop(channel, None)
+            for channel in new:
+                self._sent.add(channel)
+                self._inflight[channel] = self._inflight.get(channel, 0) + 1
+                event = self._confirmed.get(channel)
+                if event is None or event.is_set():
+                    self._confirmed[channel] = Event()
             for i in range(0, len(gone), BATCH):
                 pubsub.unsubscribe(*gone[i:i + BATCH])
             for i in range(0, len(new), BATCH):

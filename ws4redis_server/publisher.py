@@ -5,10 +5,12 @@ Python 3 and Django 5.2: ``publish_message`` takes str, bytes or RedisMessage.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 
+from . import history as history_
 from . import receipts
 from .channels import AUDIENCES, channel_name, check_facility
 from .conf import get_settings
@@ -54,20 +56,34 @@ def as_bytes(message: Any) -> bytes:
     raise TypeError(f"a message must be str or bytes, not {type(message).__name__}")
 
 
-def publish_to(client: redis.Redis, channels: Iterable[str], message: bytes, expire: int = 0) -> int:
+def publish_to(client: redis.Redis, channels: Iterable[str], message: bytes, expire: int = 0, *,
+               history: bool = True, receipt: str | None = None) -> int:
     """PUBLISHes ``message`` on each channel in one round trip, and stores it as the channel's
-    last message for ``expire`` seconds when ``expire`` > 0. Returns the sum of PUBLISH replies
-    (subscribed hub connections, not sockets); raises redis.RedisError."""
+    last message for ``expire`` seconds when ``expire`` > 0. With ``history`` (and
+    ``WS4REDIS_HISTORY_LENGTH`` > 0) the message gets an id and joins each channel's history.
+    ``receipt`` asks the hubs to count its deliveries under that id. Returns the sum of PUBLISH
+    replies (subscribed hub connections, not sockets); raises redis.RedisError."""
     channels = list(channels)
     if not channels:
         return 0
+    settings = get_settings()
+    wire = message if receipt is None else receipts.wrap(receipt, message)
+    if history and settings.history_length > 0:
+        return history_.publish(client, settings.prefix, channels, message, length=settings.history_length,
+                                seconds=settings.history_seconds, expire=expire, wire=wire)[1]
     with client.pipeline(transaction=False) as pipe:
         for channel in channels:
-            pipe.publish(channel, message)
+            pipe.publish(channel, wire)
             if expire > 0:
                 pipe.set(channel, message, ex=expire)  # SETEX, as ws4redis
         replies = pipe.execute()
     return sum(replies[:: 2 if expire > 0 else 1])
+
+
+def strip_envelopes(data: bytes) -> bytes:
+    """Returns a message read straight from Redis pub/sub as it was published: without the id
+    and delivery-receipt envelopes that the sidecar's hubs remove before sockets get it."""
+    return receipts.unwrap(history_.unwrap(data)[1])[1]
 
 
 def _names(values: Any, what: str) -> list[Any]:
@@ -131,14 +147,9 @@ class RedisPublisher:
         data = as_bytes(message)
         if not count_deliveries:
             return publish_to(get_redis(), self.channels, data, expire)
+        # Only the live copy is counted: the persisted one and the history keep the plain message.
         message_id = receipts.new_id()
-        publish_to(get_redis(), self.channels, receipts.wrap(message_id, data), 0)
-        if expire > 0:
-            # The persisted copy is the plain message: replays on connect are not counted.
-            with get_redis().pipeline(transaction=False) as pipe:
-                for channel in self.channels:
-                    pipe.set(channel, data, ex=expire)
-                pipe.execute()
+        publish_to(get_redis(), self.channels, data, expire, receipt=message_id)
         return message_id
 
     def fetch_message(self, request: Any, facility: str, audience: str = "any") -> bytes | None:
@@ -170,5 +181,6 @@ class RedisPublisher:
 
 
 def publish(channel: str, message: Any, expire: int = 0) -> int:
-    """Publishes ``message`` (str or bytes) on the Redis ``channel`` as is; raises RedisError."""
-    return publish_to(get_redis(), [channel], as_bytes(message), expire)
+    """Publishes ``message`` (str or bytes) on the Redis ``channel`` as is: no id, no history
+    (for a process's own traffic, e.g. a relay's internal channel); raises RedisError."""
+    return publish_to(get_redis(), [channel], as_bytes(message), expire, history=False)

@@ -37,7 +37,8 @@ def connection_for(plan: Plan, transport: Transport, settings: Settings) -> Conn
         app: Any = HandlerApp(plan.handler, plan.request, plan.identity, plan.args, plan.kwargs)
         return Connection(transport, get_hub(), settings, app)
     return Connection(transport, get_hub(), settings, RelayApp(plan.publish, settings.expire),
-                      subscribe=plan.subscribe, echo=plan.flags.echo)
+                      subscribe=plan.subscribe, echo=plan.flags.echo,
+                      ids=plan.flags.ids or plan.resume_from is not None, resume_from=plan.resume_from)
 
 
 def error_response(error: HandshakeError, start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -193,7 +193,7 @@ class Relay:
 
     # -- events in (the hub's reader greenlet; must not block) -----------------------------------
 
-    def deliver(self, channel: str, data: bytes, is_text: bool) -> None:
+    def deliver(self, channel: str, data: bytes, is_text: bool, message_id: str | None = None) -> None:
         kind, _, rest = data.decode("utf-8", "replace").partition(" ")
         run_word, _, body = rest.partition(" ")
         try:

@@ -17,7 +17,7 @@ from webapp.broadcast.models import Broadcast
 from webapp.broadcast.sending import FACILITY
 from ws4redis_server.channels import channel_name
 from ws4redis_server.conf import get_settings
-from ws4redis_server.receipts import unwrap
+from ws4redis_server.publisher import strip_envelopes
 from ws4redis_server.redis_client import get_redis
 
 pytestmark = pytest.mark.usefixtures("no_live_broadcasts")
@@ -45,8 +45,8 @@ def published(pubsub: Any, timeout: float = 5) -> list[tuple[str, dict[str, Any]
     (a short wait once the first has come)."""
     found = []
     while (message := pubsub.get_message(timeout=timeout)) is not None:
-        # With delivery receipts, the data is in an envelope that the WebSocket servers remove.
-        _, data = unwrap(message["data"])
+        # Ids and delivery receipts travel in envelopes that the WebSocket servers remove.
+        data = strip_envelopes(message["data"])
         found.append((message["channel"].decode(), json.loads(data)))
         timeout = 0.3
     return found

@@ -11,6 +11,7 @@ import pytest
 from webapp.chat import ratelimit
 from webapp.chat.facilities import room_channel
 from webapp.chat.presence import SNAPSHOT, Presence
+from ws4redis_server.publisher import strip_envelopes
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def published(redis_server, room: Presence):
     def drain() -> list[dict]:
         events = []
         while (message := pubsub.get_message(timeout=0.2)) is not None:
-            events.append(json.loads(message["data"]))
+            events.append(json.loads(strip_envelopes(message["data"])))
         return events
 
     yield drain

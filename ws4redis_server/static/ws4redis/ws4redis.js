@@ -5,21 +5,55 @@
 //     uri: "ws://host/ws/news?subscribe-broadcast",
 //     heartbeat: "--heartbeat--",          // WS4REDIS_HEARTBEAT, or null
 //     onmessage: (data) => ..., onopen, onclose, onstatechange: (state) => ...,
+//     ongap: ({ position }) => ...,        // messages were missed for good: reload the state
 //   });
 //   ws.send("text"); ws.close();           // close() does not reconnect
 //
 // Reconnects after a drop with jittered exponential backoff (0.5 s doubling to 30 s). With a
 // heartbeat, sends it every 5 s and reconnects when 3 in a row go unanswered; heartbeats are
 // never passed to onmessage.
+//
+// Resume (on unless resume: false, for URIs with a subscribe-* flag): the socket asks for message
+// ids ("ids"), remembers the last one seen (ws.lastId) and reconnects with "last-id=<id>", so the
+// server replays, in order and once, what was published meanwhile (within its history window,
+// WS4REDIS_HISTORY_LENGTH / _SECONDS). When that window has passed, ongap is called. Frames then
+// carry a header line ("<id>\n<message>", "@<id>\n" for a position); onmessage gets the message
+// alone. Binary messages arrive as ArrayBuffer. A server without history sends plain messages,
+// which are passed on as they are.
 
 const HEARTBEAT_INTERVAL = 5000;
 const MISSED_HEARTBEATS = 3;
+const HEADER = /^(@?)(\d+)-(\d+)( gap)?$/;
+
+function compareIds(a, b) {
+  const [am, as] = a.split("-").map(Number);
+  const [bm, bs] = b.split("-").map(Number);
+  return am - bm || as - bs;
+}
+
+// Splits a framed message into [header, payload], or returns null if it has no header line.
+function splitFrame(data) {
+  if (typeof data === "string") {
+    const end = data.indexOf("\n");
+    if (end < 0) return null;
+    return [data.slice(0, end), data.slice(end + 1)];
+  }
+  const bytes = new Uint8Array(data);
+  const end = bytes.indexOf(10);
+  if (end < 0 || end > 48) return null;
+  return [String.fromCharCode(...bytes.subarray(0, end)), data.slice(end + 1)];
+}
 
 export class WS4Redis {
-  constructor({ uri, heartbeat = null, reconnect = true, minDelay = 500, maxDelay = 30000,
-                onopen = () => {}, onmessage = () => {}, onclose = () => {}, onstatechange = () => {} }) {
+  constructor({ uri, heartbeat = null, reconnect = true, minDelay = 500, maxDelay = 30000, resume = true,
+                onopen = () => {}, onmessage = () => {}, onclose = () => {}, onstatechange = () => {},
+                ongap = () => {} }) {
     if (!uri) throw new Error("WS4Redis: uri is required");
-    Object.assign(this, { uri, heartbeat, reconnect, minDelay, maxDelay, onopen, onmessage, onclose, onstatechange });
+    Object.assign(this, { uri, heartbeat, reconnect, minDelay, maxDelay, onopen, onmessage, onclose,
+                          onstatechange, ongap });
+    this.resume = resume && /[?&]subscribe-/.test(uri);
+    this.lastId = null;
+    this.framed = false;
     this.attempt = 0;
     this.closedByUser = false;
     this.socket = null;
@@ -39,7 +73,14 @@ export class WS4Redis {
 
   connect() {
     this.setState("connecting");
-    const socket = new WebSocket(this.uri);
+    let uri = this.uri;
+    if (this.resume) {
+      uri += (uri.includes("?") ? "&" : "?") + "ids";
+      if (this.lastId) uri += "&last-id=" + this.lastId;
+    }
+    const socket = new WebSocket(uri);
+    if (this.resume) socket.binaryType = "arraybuffer";
+    this.framed = this.resume;
     this.socket = socket;
     socket.onopen = (event) => {
       this.attempt = 0;
@@ -49,11 +90,29 @@ export class WS4Redis {
       this.onopen(event);
     };
     socket.onmessage = (event) => {
-      if (this.heartbeat && event.data === this.heartbeat) {
+      let data = event.data;
+      if (this.framed) {
+        const frame = splitFrame(data);
+        const header = frame && (frame[0] === "" ? [] : HEADER.exec(frame[0]));
+        if (!header) {
+          this.framed = false;  // a server without message history: plain messages
+        } else {
+          data = frame[1];
+          if (header.length) {
+            const id = `${header[2]}-${header[3]}`;
+            if (!this.lastId || compareIds(id, this.lastId) > 0) this.lastId = id;
+            if (header[1] === "@") {
+              if (header[4]) this.ongap({ position: id });
+              return;
+            }
+          }
+        }
+      }
+      if (this.heartbeat && data === this.heartbeat) {
         this.missed = 0;
         return;
       }
-      this.onmessage(event.data, event);
+      this.onmessage(data, event);
     };
     socket.onclose = (event) => {
       clearInterval(this.heartbeatTimer);

@@ -1,0 +1,183 @@
+"""Message ids and each channel's recent history, so a socket can catch up on what it missed.
+
+Every message published through :class:`~ws4redis_server.publisher.RedisPublisher` (or by a
+socket with ``publish-*`` flags) gets an id from one Lua script that, atomically: makes the id,
+appends the message to the channel's capped Redis Stream (``WS4REDIS_HISTORY_LENGTH`` entries,
+``WS4REDIS_HISTORY_SECONDS`` seconds) and PUBLISHes it in an envelope carrying the id. Ids are
+Redis Stream ids (``<milliseconds>-<sequence>``) drawn from one counter for all channels, so they
+are ordered across channels and keep increasing across a Redis restart (they follow the clock).
+
+Because the id and the PUBLISH happen in one script, a socket that has seen id X has seen every
+message of its channels up to X that pub/sub delivered; what it missed after X is in the streams.
+:func:`replay` reads it back, tells the current position, and says when the retention window has
+lost some of it (a gap).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import cast
+
+import redis
+
+ENVELOPE = b"\x00ws4r:i:"
+_ID = re.compile(r"(\d{1,20})-(\d{1,20})\Z")
+
+_PUBLISH = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local seq = 0
+local last = redis.call('GET', KEYS[1])
+if last then
+  local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+  if lms and tonumber(lms) >= ms then
+    ms = tonumber(lms)
+    seq = tonumber(lseq) + 1
+  end
+end
+local id = string.format('%.0f-%.0f', ms, seq)
+redis.call('SET', KEYS[1], id)
+local maxlen, age, expire = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local minid = string.format('%.0f', ms - age)
+local envelope = ARGV[6] .. id .. '\\0' .. ARGV[5]
+local receivers = 0
+for i = 2, #KEYS, 2 do
+  redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', maxlen, id, 'm', ARGV[4])
+  redis.call('XTRIM', KEYS[i + 1], 'MINID', '~', minid)
+  redis.call('PEXPIRE', KEYS[i + 1], age)
+  receivers = receivers + redis.call('PUBLISH', KEYS[i], envelope)
+  if expire > 0 then redis.call('SET', KEYS[i], ARGV[4], 'EX', expire) end
+end
+return {id, receivers}
+"""
+
+_REPLAY = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function older(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
+local start = ARGV[1]
+local pos = redis.call('GET', KEYS[1])
+if not pos then
+  -- Nothing was ever published, or Redis lost its data: nothing to replay.
+  if start ~= '' and start ~= '0-0' then return {'0-0', 1} end
+  return {'0-0', 0}
+end
+if start == '' then return {pos, 0} end
+if older(pos, start) then return {pos, 1} end
+local age = tonumber(ARGV[2])
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local start_ms = parse(start)
+local out = {pos, 0}
+for i = 2, #KEYS do
+  local info = redis.pcall('XINFO', 'STREAM', KEYS[i])
+  if info.err then
+    -- No stream: nothing was published there within the window, or its entries expired.
+    if start_ms < now_ms - age then out[2] = 1 end
+  else
+    -- Entries older than the first one were trimmed (by length or age): if the first is newer
+    -- than start, some of those may have come after start.
+    local fields = {}
+    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+    local added = tonumber(fields['entries-added'] or -1)
+    local first = fields['first-entry']
+    if first and older(start, first[1]) and (added < 0 or added > tonumber(fields['length'])) then
+      out[2] = 1
+    end
+    for _, entry in ipairs(redis.call('XRANGE', KEYS[i], '(' .. start, pos)) do
+      out[#out + 1] = i - 1
+      out[#out + 1] = entry[1]
+      out[#out + 1] = entry[2][2]
+    end
+  end
+end
+return out
+"""
+
+
+def parse_id(value: str) -> tuple[int, int]:
+    """Returns a message id as a sortable pair; raises ValueError if it is not ``<ms>-<seq>``."""
+    match = _ID.match(value)
+    if match is None:
+        raise ValueError(f"a message id looks like 1732150000000-0, not {value[:40]!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def sequence_key(prefix: str) -> str:
+    """The key holding the last id given out."""
+    return f"{prefix}ws4redis:last-id"
+
+
+def stream_key(prefix: str, channel: str) -> str:
+    """The Redis Stream holding ``channel``'s recent messages (never a channel name itself)."""
+    return f"{prefix}ws4redis:history:{channel}"
+
+
+def unwrap(data: bytes) -> tuple[str | None, bytes]:
+    """Returns (message id or None, the message as published)."""
+    if not data.startswith(ENVELOPE):
+        return None, data
+    header, _, message = data[len(ENVELOPE):].partition(b"\x00")
+    return header.decode("ascii", "replace"), message
+
+
+_scripts: dict[int, tuple[object, object]] = {}
+
+
+def _script(client: redis.Redis, which: int) -> object:
+    scripts = _scripts.get(id(client))
+    if scripts is None:
+        _scripts.clear()  # one client per process (a new one after a fork or a settings change)
+        scripts = _scripts[id(client)] = (client.register_script(_PUBLISH), client.register_script(_REPLAY))
+    return scripts[which]
+
+
+def publish(client: redis.Redis, prefix: str, channels: Iterable[str], message: bytes, *, length: int,
+            seconds: int, expire: int = 0, wire: bytes | None = None) -> tuple[str, int]:
+    """Publishes ``message`` on ``channels`` with a new id and keeps it in their histories (and,
+    when ``expire`` > 0, as their ws4redis persisted message). ``wire`` is what goes out on
+    pub/sub inside the id envelope, when it differs from ``message`` (a delivery receipt).
+    Returns (id, sum of PUBLISH replies); raises redis.RedisError."""
+    keys = [sequence_key(prefix)]
+    for channel in channels:
+        keys += [channel, stream_key(prefix, channel)]
+    reply = _script(client, 0)(  # type: ignore[operator]
+        keys=keys, args=[length, seconds * 1000, expire, message, message if wire is None else wire, ENVELOPE])
+    return reply[0].decode("ascii"), int(reply[1])
+
+
+def position(client: redis.Redis, prefix: str) -> str:
+    """Returns the last id given out ("0-0" if none); raises redis.RedisError."""
+    value = cast("bytes | None", client.get(sequence_key(prefix)))
+    return value.decode("ascii") if value else "0-0"
+
+
+@dataclass
+class Replay:
+    """What :func:`replay` found: ``position`` (ids up to it are covered), ``gap`` (some messages
+    after ``start`` may be lost: retention window passed, or Redis lost its data) and the
+    ``entries`` ``(id, channel, message)`` after ``start``, oldest first."""
+
+    position: str
+    gap: bool
+    entries: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+
+def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, seconds: int) -> Replay:
+    """Returns the messages of ``channels`` after id ``start`` up to the current position, in
+    id order, in one round trip; raises redis.RedisError."""
+    keys = [sequence_key(prefix)] + [stream_key(prefix, channel) for channel in channels]
+    reply = _script(client, 1)(keys=keys, args=[start, seconds * 1000])  # type: ignore[operator]
+    entries = []
+    for i in range(2, len(reply), 3):
+        entries.append((reply[i + 1].decode("ascii"), channels[int(reply[i]) - 1], reply[i + 2]))
+    entries.sort(key=lambda entry: parse_id(entry[0]))
+    return Replay(reply[0].decode("ascii"), bool(reply[1]), entries)
