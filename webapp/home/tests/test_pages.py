@@ -1,10 +1,13 @@
 """The home page and the pub/sub demo page, whose JS client (ws4redis.js) runs in Chromium."""
-import uuid
 import urllib.request
+import uuid
 
 import pytest
 from playwright.sync_api import expect
 
+from deploy.stack import wait_for
+from tests.clients import all_workers, workers_or_none
+from ws4redis_server import RedisPublisher
 from ws4redis_server.testing import connect
 
 
@@ -66,3 +69,39 @@ def test_js_client_subscribes_publishes_and_reconnects(stack, redis_server, new_
     expect(page.locator("#state")).to_have_text("closed", timeout=10_000)
     page.wait_for_timeout(1500)
     expect(page.locator("#state")).to_have_text("closed")
+
+
+@pytest.mark.browser
+def test_js_client_replays_what_was_published_while_the_websocket_instance_restarted(
+        stack, new_page, artifacts_dir) -> None:
+    page = new_page()
+    page.goto("/pubsub/")
+    expect(page.locator("#state")).to_have_text("open", timeout=15_000)
+    publisher = RedisPublisher(facility="demo", broadcast=True)
+    tag = uuid.uuid4().hex[:6]
+    publisher.publish_message(f"{tag} before", expire=0)
+    expect(page.locator("#log")).to_contain_text(f"{tag} before", timeout=10_000)
+    page.evaluate("""() => {
+        const ws = window.pubsubSocket;
+        const closed = ws.onclose;
+        window.closeCodes = [];
+        ws.onclose = (event) => { window.closeCodes.push(event.code); closed(event); };
+    }""")
+    assert page.evaluate("window.pubsubSocket.lastId") is not None
+
+    workers = all_workers(stack, "websocket")
+    stack.reload("websocket")  # every socket is closed with 1001; the page reconnects by itself
+    page.wait_for_function("window.closeCodes.length > 0", timeout=30_000)
+    missed = [f"{tag} missed {i}" for i in range(5)]
+    for text in missed:  # while the page has no socket
+        publisher.publish_message(text, expire=0)
+    wait_for(lambda: set(workers_or_none(stack, "websocket") or ()).isdisjoint(workers), 60,
+             "new WebSocket workers")
+    expect(page.locator("#state")).to_have_text("open", timeout=60_000)
+    publisher.publish_message(f"{tag} after", expire=0)
+    expect(page.locator("#log")).to_contain_text(f"{tag} after", timeout=10_000)
+
+    lines = [line for line in page.locator("#log > div").all_text_contents() if line.startswith(tag)]
+    assert lines == [f"{tag} before", *missed, f"{tag} after"]
+    assert page.evaluate("window.closeCodes")[0] == 1001
+    page.screenshot(path=str(artifacts_dir / "pubsub-resumed.png"), full_page=True)
