@@ -5,11 +5,7 @@ reconnect, instead of cutting TCP."""
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -17,7 +13,15 @@ from collections.abc import Callable
 import pytest
 
 from deploy.stack import RedisServer, Stack, free_port, private_dir, wait_for
-from tests.clients import all_workers, close_clients, close_codes, next_messages, open_clients, workers_or_none
+from tests.clients import (
+    DjangoPublisher,
+    all_workers,
+    close_clients,
+    close_codes,
+    next_messages,
+    open_clients,
+    workers_or_none,
+)
 from tests.fixtures import _warm_up
 from workers.wsload import WebSocketClient
 from ws4redis_server.server import SHUTDOWN_REASON
@@ -27,29 +31,6 @@ SOCKETS = 300  # pub/sub sockets; a tenth as many again on the echo handler
 MESSAGES = 40  # messages published through Django at the least, the reload among them
 RELOAD_AFTER = 10  # messages published before Django is reloaded
 MAX_MESSAGES = 400  # bound: the reload must be over before this many
-
-
-class DjangoPublisher:
-    """Publishes on facility ``demo`` through the site's own view (``/pubsub/publish/``), via nginx
-    and the Django instance, as the demo page does."""
-
-    def __init__(self, http_url: str) -> None:
-        self.url = http_url
-        cookies = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
-        self.opener.open(f"{http_url}/pubsub/", timeout=30).read()  # sets the CSRF cookie
-        self.token = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
-
-    def publish(self, message: str) -> int:
-        """Returns the HTTP status (0 if no answer came)."""
-        data = urllib.parse.urlencode({"message": message, "csrfmiddlewaretoken": self.token}).encode()
-        try:
-            with self.opener.open(f"{self.url}/pubsub/publish/", data=data, timeout=60) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0
 
 
 def publish_across_a_django_reload(stack: Stack, publisher: DjangoPublisher, token: str) -> list[int]:
