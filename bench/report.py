@@ -24,6 +24,16 @@ def _single_rate(row: dict[str, Any]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _shortfall(broadcasts: list[dict[str, Any]]) -> str:
+    """Returns " (x of y delivered)" for the worst of ``broadcasts`` that missed sockets, else "":
+    a time to the last delivery only means something next to how many arrived."""
+    short = [b for b in broadcasts if b["delivered"] < b["expected"]]
+    if not short:
+        return ""
+    worst = min(short, key=lambda b: b["delivered"] / max(1, b["expected"]))
+    return f" ({worst['delivered']:,} of {worst['expected']:,} delivered)"
+
+
 def table(results: list[dict[str, Any]]) -> list[str]:
     """Returns one Markdown table row per (target, N), under a header."""
     lines = [
@@ -42,8 +52,8 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {row['target']} | {row['sockets']:,} | {row['held']:,} | {row['connect']['seconds']:.1f} "
             f"| {_number(memory.get('server'), 1)} | {_number(memory.get('nginx'), 1)} "
-            f"| {_number(_single_last_ms(row))} | {_number(_single_rate(row))} "
-            f"| {_number(burst['last_ms'])} | {_number(burst['deliveries_per_s'])} "
+            f"| {_number(_single_last_ms(row))}{_shortfall(row['broadcasts'])} | {_number(_single_rate(row))} "
+            f"| {_number(burst['last_ms'])}{_shortfall([burst])} | {_number(burst['deliveries_per_s'])} "
             f"| {_number(echo['p50'], 2)} / {_number(echo['p99'], 2)} |")
     return lines
 
@@ -89,6 +99,11 @@ def markdown(run: dict[str, Any]) -> str:
         "",
         *table(run["results"]),
     ]
+    reopened = [f"{row['target']} N={row['sockets']:,}: {row['connect']['openings']} times" for row in run["results"]
+                if row.get("connect", {}).get("openings", 1) > 1]
+    if reopened:
+        lines += ["", "The N sockets were opened afresh because a first broadcast did not reach them all: "
+                  + "; ".join(reopened) + "."]
     extra = ratios(run["results"])
     if extra:
         lines += ["", "Ratios (peer ÷ ws4redis for times and memory: above 1 means ws4redis is faster or smaller):",
