@@ -133,9 +133,11 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(SETTLE)
     try:
         url = args.url or target.base_url  # type: ignore[union-attr]
-        load = busy_percent(1.0)
+        load, before = busy_percent(1.0), os.getloadavg()[0]
         result = asyncio.run(measure(url, size, args.seconds, Parts(target), args.seed))
         result["machine_busy_percent_before"] = round(load, 1)
+        # The machine may be shared: other work takes cores from the run (and inflates its CPU).
+        result["loadavg_1min"] = [round(before, 1), round(os.getloadavg()[0], 1)]
         return result
     except GameError as exc:
         return {"size": size, "sockets": size * size, "error": str(exc)}
@@ -147,19 +149,20 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
 def table(results: list[dict[str, Any]]) -> list[str]:
     """Returns the results as a Markdown table."""
     lines = ["| grid | sockets | generations/s | cell updates/s | uWSGI RSS / PSS MiB | uWSGI PSS KiB/socket "
-             "| CPU µs per cell and generation: uWSGI / nginx / Redis / cells |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             "| CPU µs per cell and generation: uWSGI / nginx / Redis / cells | load average (1 min) before / after |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
     for row in results:
         grid = f"{row['size']}×{row['size']}"
         if "error" in row:
-            lines.append(f"| {grid} | {row['sockets']:,} | failed: {row['error']} | | | | |")
+            lines.append(f"| {grid} | {row['sockets']:,} | failed: {row['error']} | | | | | |")
             continue
         cpu = row["cpu_us_per_cell_generation"]
         lines.append(
             f"| {grid} | {row['sockets']:,} | {row['generations_per_s']:.1f} | {row['cell_updates_per_s']:,} "
             f"| {row.get('uwsgi_rss_mib', '–')} / {row.get('uwsgi_pss_mib', '–')} "
             f"| {row.get('uwsgi_pss_kib_per_socket', '–')} "
-            f"| {' / '.join(str(cpu.get(part, '–')) for part in ('uwsgi', 'nginx', 'redis', 'cells'))} |")
+            f"| {' / '.join(str(cpu.get(part, '–')) for part in ('uwsgi', 'nginx', 'redis', 'cells'))} "
+            f"| {' / '.join(str(load) for load in row.get('loadavg_1min', ()))} |")
     return lines
 
 
