@@ -2,13 +2,14 @@
 
 A transport completes the handshake (``accept``), reports readability through a callback
 (``watch``), returns whole inbound messages without blocking (``recv_nowait``: bytes, or None
-when none is ready), sends (``send``), closes with a code (``close``), or cuts the connection (``abort``). ``ConnectionClosed`` is
-raised once the peer has gone. Implementations: uWSGI (production) and gevent.pywsgi + wsproto
-(``manage.py runserver``).
+when none is ready), sends (``send``), closes with a code (``close``), or cuts the connection
+(``abort``). ``ConnectionClosed`` is raised once the peer has gone. Implementations: uWSGI
+(production) and gevent.pywsgi + wsproto (``manage.py runserver``).
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 
 class ConnectionClosed(Exception):

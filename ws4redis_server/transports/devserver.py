@@ -7,7 +7,8 @@ A reader greenlet turns bytes into whole messages; the socket loop takes them wi
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 from gevent.lock import Semaphore
