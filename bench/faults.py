@@ -10,7 +10,7 @@ its own (deploy.stack: a redis-server, uWSGI from deploy/uwsgi.ini, nginx), thro
    and messages that some socket never received (lost), should both be 0.
 3. **Stalled reader.** One client that never reads (4 KiB receive buffer) and --readers clients
    that read a stream of --stream messages of 16 KiB on the same facility: the WebSocket
-   workers' RSS and PSS, sampled every 0.1 s, before, at their peak and after, against the
+   workers' RSS and PSS, sampled every 20 ms, before, at their peak and after, against the
    outbox bounds (WS4REDIS_OUTBOX_*).
 
     python -m bench.faults                         # all three, N = 1,000
@@ -41,6 +41,7 @@ RELOAD_MESSAGES = 200  # messages posted through Django at the least, the reload
 RELOAD_AFTER = 40
 MESSAGE_SIZE = 16 * 1024
 AHEAD = 64  # messages the stream may be ahead of the slowest reading socket
+SAMPLE_EVERY = 0.02  # seconds between memory samples during the stream
 
 
 def _positive_list(text: str) -> list[float]:
@@ -253,7 +254,7 @@ async def stalled_reader(target: Any, readers: int, stream: int) -> dict[str, An
     def sample() -> None:
         while not done.is_set():
             samples.append(workers_memory())
-            time.sleep(0.1)
+            time.sleep(SAMPLE_EVERY)
 
     try:
         await asyncio.sleep(1)
@@ -431,6 +432,9 @@ def markdown(run: dict[str, Any]) -> str:
         for kind in ("rss", "pss"):
             lines.append(f"| {kind.upper()} | " + " | ".join(f"{stall[f'{kind}_{when}_mib']} MiB"
                                                            for when in ("before", "peak", "after")) + " |")
+        growth = max(stall["rss_peak_mib"] - stall["rss_before_mib"], stall["pss_peak_mib"] - stall["pss_before_mib"])
+        lines += ["", f"At most {growth:.1f} MiB more at the peak ({stall['samples']} samples), for a "
+                  f"{stall['stream_mib']} MiB stream and a {settings['outbox_bytes'] / 2 ** 20:g} MiB outbox."]
         lines.append("")
     return "\n".join(lines)
 
