@@ -31,7 +31,7 @@ logger = logging.getLogger("ws4redis_server.hub")
 
 BATCH = 1000  # channels per SUBSCRIBE / UNSUBSCRIBE command
 READ_TIMEOUT = 15.0  # seconds without traffic before the hub pings Redis
-BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 1.0  # seconds; at most ~1.5 s (jitter) from Redis back to resubscribed
 YIELD_EVERY = 100  # messages the reader fans out before it lets the sockets send them
 RECEIPTS_FLUSH = 0.2  # seconds between writes of delivery counts to Redis
 STABLE = 2.0  # seconds a connection must last before a drop counts as a new outage
@@ -84,6 +84,7 @@ class Hub:
         self._down = False  # a connection attempt failed and none has succeeded since
         self._write_lock = Semaphore()
         self._pubsub: Any = None
+        self._client: Any = None
         self._greenlets: list[gevent.Greenlet] = []
         self._receipts: dict[str, int] = {}
         self.last_id: str | None = None  # id of the newest message read that had one
@@ -243,6 +244,9 @@ class Hub:
                 pass
             raise
         with self._write_lock:
+            # Keep the client: when it is garbage-collected redis-py closes its pool, and with it
+            # this connection (which redis-py would then reopen from whichever greenlet came next).
+            self._client = client
             self._pubsub = pubsub
             self._sent = set()
             self._inflight = {}
@@ -251,7 +255,7 @@ class Hub:
         self._dirty.set()
 
     def _close_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
+        pubsub, self._pubsub, self._client = self._pubsub, None, None
         if pubsub is not None:
             try:
                 pubsub.reset()
