@@ -249,14 +249,17 @@ def test_messages_published_while_the_hubs_were_down_arrive_in_order(stack, cut_
     ops, cut = cut_off_sidecar
     name = facility()
     channel = f"broadcast:{name}"
+    quiet = facility()  # a channel with no message before the outage
     with connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast&ids") as with_ids, \
-            connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") as plain:
+            connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") as plain, \
+            connect(f"{stack.ws_url}/ws/{quiet}?subscribe-broadcast") as idle:
         until_marker(with_ids)
         history.publish(ops, "", [channel], b"before", length=100, seconds=60)
         assert frame(with_ids)[1] == "before" and plain.recv(timeout=10) == "before"
         with cut:
             for i in range(20):
                 history.publish(ops, "", [channel], f"during {i}".encode(), length=100, seconds=60)
+            history.publish(ops, "", [f"broadcast:{quiet}"], b"while away", length=100, seconds=60)
         # The hubs reconnect with backoff, catch up from the history, then go on live.
         history.publish(ops, "", [channel], b"after", length=100, seconds=60)
         expected = [f"during {i}" for i in range(20)] + ["after"]
@@ -267,3 +270,4 @@ def test_messages_published_while_the_hubs_were_down_arrive_in_order(stack, cut_
                 got.append(message)
         assert got == expected
         assert [plain.recv(timeout=20) for _ in expected] == expected
+        assert idle.recv(timeout=20) == "while away"

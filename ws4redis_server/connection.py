@@ -260,14 +260,29 @@ class Connection:
             self.app.on_message(self, data)
 
     def _replay_persisted(self) -> None:
-        """Sends the last persisted message of each subscribed channel (ws4redis's replay)."""
-        if not self.initial_channels or self.settings.expire <= 0:
+        """Sends the last persisted message of each subscribed channel (ws4redis's replay). In
+        the same round trip, notes the history's position: after a hub outage the socket catches
+        up from there (or from the last id it got)."""
+        persist, locate = self.settings.expire > 0, self.history and self.position is None
+        if not self.initial_channels or not (persist or locate):
             return
         try:
-            values = cast("list[bytes | None]", get_redis().mget(self.initial_channels))
+            with get_redis().pipeline(transaction=False) as pipe:
+                if persist:
+                    pipe.mget(self.initial_channels)
+                if locate:
+                    pipe.get(history.sequence_key(self.settings.prefix))
+                replies = pipe.execute()
         except Exception as exc:  # Redis down: the socket still serves live messages later
             logger.debug("persisted messages unavailable: %s", exc)
             return
+        if locate:
+            position = replies.pop()
+            if position and self.position is None:  # a live message may have set it meanwhile
+                self.position = position.decode("ascii")
+        if not persist:
+            return
+        values = cast("list[bytes | None]", replies[0])
         # A message published between the subscription and MGET is already queued live.
         live = {data for data, _ in self.outbox} | {data for data, _, _ in self.holding or ()}
         persisted = [(b"\n" + value if self.ids else value, is_text(value))
@@ -346,7 +361,8 @@ class Connection:
         floor = history.parse_id(found.position)
         if self.floor is None or floor > self.floor:
             self.floor = floor
-            self.position = found.position
+        if self.position is None or floor > history.parse_id(self.position):
+            self.position = found.position  # never backwards (a Redis that lost its data says 0-0)
         for message_id, _, data in reversed(kept):
             self._enqueue(message_id.encode("ascii") + b"\n" + data if self.ids else data, is_text(data))
         if self.ids:
