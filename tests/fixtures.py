@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -123,7 +124,9 @@ def _warm_up(stack: Stack) -> None:
         except (OSError, TimeoutError):
             return False
 
-    for _ in range(len(stack.worker_pids("websocket")) * 2):
+    from tests.clients import all_workers
+
+    for _ in range(len(all_workers(stack, "websocket")) * 2):
         wait_for(answers, 60, "the WebSocket instance", stack.run_dir / "uwsgi.log")
 
 
