@@ -196,6 +196,22 @@ def test_reconnects_under_a_steady_stream_lose_nothing_and_repeat_nothing(stack)
     assert received == [str(i) for i in range(total)]
 
 
+def test_a_replay_larger_than_the_outbox_keeps_the_newest_and_reports_a_gap(stack, redis_server) -> None:
+    name = facility()
+    url = f"{stack.ws_url}/ws/{name}?subscribe-broadcast&ids"
+    with connect(url) as ws:
+        _, marker = until_marker(ws)
+    client = redis_server.client()
+    body = "x" * 5000  # 900 of them: over the 4 MiB outbox of the stack's settings
+    for i in range(900):
+        history.publish(client, "", [f"broadcast:{name}"], f"{i} {body}".encode(), length=1000, seconds=600)
+    with connect(f"{url}&last-id={marker[1:]}") as ws:
+        replayed, marker = until_marker(ws)
+    numbers = [int(message.split(" ", 1)[0]) for _, message in replayed]
+    assert marker.endswith(" gap")
+    assert 0 < len(numbers) < 900 and numbers == list(range(900 - len(numbers), 900))
+
+
 def test_an_id_past_the_window_reports_a_gap(stack) -> None:
     name = facility()
     with connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast&last-id=1-0") as ws:
