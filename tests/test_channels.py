@@ -2,7 +2,13 @@
 import pytest
 
 from ws4redis_server.channels import (
-    Flags, Identity, InvalidFacility, audience_channels, channel_name, check_facility, parse_flags,
+    Flags,
+    Identity,
+    InvalidFacility,
+    audience_channels,
+    channel_name,
+    check_facility,
+    parse_flags,
 )
 
 

@@ -77,7 +77,8 @@ def test_publish_from_socket_and_the_echo_flag(stack, make_user, login_cookie) -
     name = facility()
     base = f"{stack.ws_url}/ws/{name}?subscribe-broadcast&publish-broadcast"
     session = login_cookie(make_user())  # anonymous sockets may not publish (WS4REDIS_ANONYMOUS_PUBLISH)
-    with connect(base, session=session) as quiet, connect(base + "&echo", session=session) as loud, connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") as reader:
+    with connect(base, session=session) as quiet, connect(base + "&echo", session=session) as loud, \
+            connect(f"{stack.ws_url}/ws/{name}?subscribe-broadcast") as reader:
         quiet.send("from quiet")
         assert reader.recv(timeout=10) == "from quiet"
         assert loud.recv(timeout=10) == "from quiet"

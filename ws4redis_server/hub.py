@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import gevent
 import redis
