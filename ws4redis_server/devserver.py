@@ -38,6 +38,6 @@ class WebSocketHandler(WSGIHandler):
         if responded:
             self.process_result()
         else:
-            self.result = None
+            self.result = None  # type: ignore[assignment]
             self.response_length = 0
             self.close_connection = True

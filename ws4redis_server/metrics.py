@@ -79,7 +79,7 @@ def report_forever(hub: Any) -> None:
                    "redis_connected": int(hub.connected), "updated": int(time.time())}
         try:
             with get_redis().pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping=figures)
+                pipe.hset(key, mapping=figures)  # type: ignore[arg-type]
                 pipe.expire(key, REPORT_TTL)
                 pipe.execute()
         except redis.RedisError as exc:

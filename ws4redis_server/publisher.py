@@ -176,7 +176,7 @@ class RedisPublisher:
                 keys.extend(channel_name(prefix, "group", facility, group) for group in identity.groups)
         for value in get_redis().mget(keys) if keys else ():
             if value is not None:
-                return value
+                return value  # type: ignore[return-value]  # bytes: the client does not decode
         return None
 
 

@@ -24,7 +24,7 @@ def connect(url: str, session: str | None = None, origin: str | None = None, tim
     extra = dict(headers or {})
     if session is not None:
         extra["Cookie"] = f"{settings.SESSION_COOKIE_NAME}={session}"
-    return ws_connect(url, additional_headers=extra, origin=origin, open_timeout=timeout,  # type: ignore[arg-type]
+    return ws_connect(url, additional_headers=extra, origin=origin, open_timeout=timeout,  # type: ignore[call-overload]
                       close_timeout=timeout, max_size=None, legacy=True, **kwargs)
 
 

@@ -30,7 +30,7 @@ import gevent
 
 django.setup()
 
-import uwsgi  # type: ignore[import-not-found]  # noqa: E402
+import uwsgi  # noqa: E402
 
 from .hub import get_hub  # noqa: E402
 from .metrics import report_forever  # noqa: E402

@@ -18,7 +18,7 @@ from typing import Any
 
 import gevent
 import gevent.socket
-import uwsgi  # type: ignore[import-not-found]
+import uwsgi
 
 from . import ConnectionClosed
 from .frames import InboundFrames
