@@ -28,7 +28,7 @@ MASKED = 0x80
 
 class InboundFrames:
     def __init__(self, max_message_size: int) -> None:
-        self.protocol = Connection(ConnectionType.SERVER)
+        self._protocol: Connection | None = None
         self.max_message_size = max_message_size
         self.messages: deque[bytes] = deque()
         self.closed: ConnectionClosed | None = None
@@ -38,8 +38,16 @@ class InboundFrames:
         self._fast = True  # wsproto holds no bytes and no message in progress
 
     @property
+    def protocol(self) -> Connection:
+        """wsproto's side of the socket, made when it is first needed: most sockets only ever see
+        whole messages, and wsproto's objects cost memory and garbage collection per socket."""
+        if self._protocol is None:
+            self._protocol = Connection(ConnectionType.SERVER)
+        return self._protocol
+
+    @property
     def open(self) -> bool:
-        return self.closed is None and self.protocol.state is ConnectionState.OPEN
+        return self.closed is None and (self._protocol is None or self._protocol.state is ConnectionState.OPEN)
 
     def feed(self, data: bytes | None) -> bytes:
         """Parses ``data`` from the peer (None: it has gone). Complete messages are appended to
@@ -127,7 +135,7 @@ class InboundFrames:
     @property
     def closing(self) -> bool:
         """True between our close frame and the peer's."""
-        return self.protocol.state is ConnectionState.LOCAL_CLOSING
+        return self._protocol is not None and self._protocol.state is ConnectionState.LOCAL_CLOSING
 
     def peer_closed(self, data: bytes) -> bool:
         """Parses ``data`` arriving after our close frame; True once the peer's close frame (or
