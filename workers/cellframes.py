@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 from websockets.frames import apply_mask  # C, from websockets' speedups
 from websockets.protocol import Protocol, State
@@ -56,7 +57,7 @@ def at_frame_boundary(protocol: Protocol) -> bool:
     try:
         if protocol.state is not State.OPEN or protocol.reader.buffer or protocol.current_size is not None:
             return False
-        parser = protocol.parser
+        parser: Any = protocol.parser  # a generator: its suspended frame is in gi_yieldfrom
         while parser.gi_yieldfrom is not None:
             parser = parser.gi_yieldfrom
         return parser.gi_code is _AT_EOF
