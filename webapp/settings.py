@@ -128,6 +128,8 @@ WEBSOCKET_URL = "/ws/"
 WS4REDIS_CONNECTION = {"url": REDIS_URL}
 WS4REDIS_EXPIRE = int(os.environ.get("WS4REDIS_EXPIRE", "3600"))
 WS4REDIS_HEARTBEAT = "--heartbeat--"
+# Seconds between the server's pings to an idle socket (environment: for tests).
+WS4REDIS_WAKE_INTERVAL = float(os.environ.get("WS4REDIS_WAKE_INTERVAL", "20"))
 WS4REDIS_PREFIX = os.environ.get("WS4REDIS_PREFIX") or None
 # Pages of other sites may not open sockets here: the default allows ALLOWED_HOSTS (any port)
 # and CSRF_TRUSTED_ORIGINS; WS4REDIS_ALLOWED_ORIGINS would replace that list.

@@ -70,6 +70,7 @@ class Connection:
         self.finished = False
         self.wakeup = Event()
         self.readable = False
+        self.ticked = False
         self.open = False
         self.close_code: int | None = None
         self.close_reason = ""
@@ -209,20 +210,40 @@ class Connection:
         self.readable = True
         self.wakeup.set()
 
+    def _on_tick(self) -> None:
+        self.ticked = True
+        self.wakeup.set()
+
     def _serve(self) -> None:
-        wake_interval = self.settings.wake_interval
-        while True:
-            woken = self.wakeup.wait(wake_interval)
-            self.wakeup.clear()
-            self._flush()
-            if self.close_code is not None:
-                return
-            if self.readable or not woken:
-                self.readable = False
-                self._read_all()
-                if not woken:
-                    self.transport.keepalive()
+        """Sleeps on the wakeup Event. One repeating timer per socket (not a timeout on each
+        wait, which costs a timer start and cancel per wake-up) marks the wake intervals; an
+        interval without any wake-up makes the socket read and ping (keepalive)."""
+        interval = self.settings.wake_interval
+        timer = gevent.get_hub().loop.timer(interval, interval)
+        timer.start(self._on_tick)
+        busy = False
+        try:
+            while True:
+                self.wakeup.wait()
+                self.wakeup.clear()
                 self._flush()
+                if self.close_code is not None:
+                    return
+                idle = False
+                if self.ticked:
+                    self.ticked = False
+                    idle, busy = not busy, False
+                else:
+                    busy = True
+                if self.readable or idle:
+                    self.readable = False
+                    self._read_all()
+                    if idle:
+                        self.transport.keepalive()
+                    self._flush()
+        finally:
+            timer.stop()
+            timer.close()
 
     def _flush(self) -> None:
         outbox, send = self.outbox, self.transport.send
