@@ -69,16 +69,18 @@ def ratios(results: list[dict[str, Any]], ours: str = "ws4redis") -> list[str]:
         if name in (ours, "external") or mine is None:  # external: the same server, run elsewhere
             continue
         parts = []
+        # A peer whose burst did not arrive in full took longer than its last delivery: at least.
+        burst_label = "burst speed" + (" ≥" if peer["burst"]["delivered"] < peer["burst"]["expected"] else " ")
         pairs = [
-            ("broadcast speed", _single_last_ms(peer), _single_last_ms(mine)),
-            ("burst speed", peer["burst"]["last_ms"], mine["burst"]["last_ms"]),
-            ("server memory", peer["memory"]["kib_per_socket"].get("server"),
+            ("broadcast speed ", _single_last_ms(peer), _single_last_ms(mine)),
+            (burst_label, peer["burst"]["last_ms"], mine["burst"]["last_ms"]),
+            ("server memory ", peer["memory"]["kib_per_socket"].get("server"),
              mine["memory"]["kib_per_socket"].get("server")),
-            ("echo p50", peer["echo"]["rtt_ms"]["p50"], mine["echo"]["rtt_ms"]["p50"]),
+            ("echo p50 ", peer["echo"]["rtt_ms"]["p50"], mine["echo"]["rtt_ms"]["p50"]),
         ]
         for label, theirs, own in pairs:
             if theirs and own and theirs > 0 and own > 0:
-                parts.append(f"{label} ×{theirs / own:.1f}")
+                parts.append(f"{label}×{theirs / own:.1f}")
         if parts:
             lines.append(f"- N={sockets:,}: {ours} vs {name}: " + ", ".join(parts))
     return lines
