@@ -83,21 +83,30 @@ def _make_target(name: str, sockets: int, args: argparse.Namespace) -> Any:
     return RunningStack(args.url, args.redis_url)
 
 
-def _prepare_database() -> None:
-    """Gives the stacks started here a fresh SQLite database of their own."""
+def _prepare_database() -> Path:
+    """Gives the stacks started here a fresh SQLite database of their own; returns its directory."""
     from deploy.stack import manage
 
-    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='ws4r-bench-')}/db.sqlite3"
+    directory = Path(tempfile.mkdtemp(prefix="ws4r-bench-"))
+    os.environ["DATABASE_URL"] = f"sqlite:///{directory}/db.sqlite3"
     manage("migrate", "--noinput", "-v", "0")
+    return directory
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Runs every (N, target) measurement, saving the results after each; returns the run."""
+    database = _prepare_database() if set(args.targets) - {"external"} else None
+    try:
+        return _measure_all(args)
+    finally:
+        if database is not None:
+            shutil.rmtree(database, ignore_errors=True)
+
+
+def _measure_all(args: argparse.Namespace) -> dict[str, Any]:
     from . import machine, report
     from .workloads import Plan, measure
 
-    if set(args.targets) - {"external"}:
-        _prepare_database()
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     plan = Plan(hold=args.hold)
