@@ -9,6 +9,7 @@ Every process started here is stopped by its PID.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import signal
@@ -88,11 +89,18 @@ def private_dir(prefix: str) -> Path:
     return path
 
 
+# Directories made by private_dir for a server that has been stopped: removed when this process
+# exits (not at once: a test or benchmark may still read the logs in them).
+_stopped_dirs: set[Path] = set()
+atexit.register(lambda: [shutil.rmtree(path, ignore_errors=True) for path in _stopped_dirs])
+
+
 class RedisServer:
     """A redis-server of our own on 127.0.0.1:``port`` (a free one by default), nothing on disk."""
 
     def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
         self.port = port or free_port()
+        self.own_workdir = workdir is None
         self.workdir = workdir or private_dir("ws4r-redis-")
         self.process: subprocess.Popen | None = None
 
@@ -107,6 +115,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        _stopped_dirs.discard(self.workdir)
         log = self.workdir / "redis.log"
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -119,11 +128,15 @@ class RedisServer:
     def stop(self) -> None:
         stop_pid(self.process, signal.SIGTERM, 10)
         self.process = None
+        if self.own_workdir:
+            _stopped_dirs.add(self.workdir)
 
     def kill(self) -> None:
         """Kills the server at once (SIGKILL), as a crash would."""
         stop_pid(self.process, signal.SIGKILL, 5)
         self.process = None
+        if self.own_workdir:
+            _stopped_dirs.add(self.workdir)
 
 
 class Stack:
@@ -134,6 +147,7 @@ class Stack:
                  nginx_workers: int = 4) -> None:
         self.port = port
         self.redis_url = redis_url
+        self.own_run_dir = run_dir is None
         self.run_dir = run_dir or private_dir("ws4r-run-")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o755)
@@ -175,6 +189,7 @@ class Stack:
         return path
 
     def start(self) -> Stack:
+        _stopped_dirs.discard(self.run_dir)
         self.start_uwsgi()
         self.start_nginx()
         return self
@@ -224,6 +239,8 @@ class Stack:
         finally:
             stop_pid(self.nginx, signal.SIGQUIT, 10)
             self.nginx = self.uwsgi = None
+            if self.own_run_dir:
+                _stopped_dirs.add(self.run_dir)
 
     def __enter__(self) -> Stack:
         return self.start()
