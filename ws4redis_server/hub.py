@@ -32,7 +32,7 @@ logger = logging.getLogger("ws4redis_server.hub")
 
 BATCH = 1000  # channels per SUBSCRIBE / UNSUBSCRIBE command
 READ_TIMEOUT = 15.0  # seconds without traffic before the hub pings Redis
-BACKOFF_MIN, BACKOFF_MAX = 0.1, 1.0  # seconds; at most ~1.5 s (jitter) from Redis back to resubscribed
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 0.5  # seconds; at most 0.75 s (jitter) from Redis back to a new attempt
 YIELD_EVERY = 100  # messages the reader fans out before it lets the sockets send them
 RECEIPTS_FLUSH = 0.2  # seconds between writes of delivery counts to Redis
 STABLE = 2.0  # seconds a connection must last before a drop counts as a new outage
