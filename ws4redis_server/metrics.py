@@ -71,10 +71,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_stopped = False
+
+
 def report_forever(hub: Any) -> None:
-    """Writes this worker's figures to Redis every REPORT_INTERVAL seconds (run in a greenlet)."""
+    """Writes this worker's figures to Redis every REPORT_INTERVAL seconds (run in a greenlet)
+    until :func:`forget`."""
     key = key_prefix() + worker_name()
-    while True:
+    while not _stopped:
         figures = {**STATS, **{name: hub.stats[name] for name in HUB_STATS},
                    "redis_connected": int(hub.connected), "updated": int(time.time())}
         try:
@@ -85,6 +89,17 @@ def report_forever(hub: Any) -> None:
         except redis.RedisError as exc:
             logger.debug("stats not reported: %s", exc)
         gevent.sleep(REPORT_INTERVAL)
+
+
+def forget() -> None:
+    """Stops reporting and removes this worker's figures at once (the worker is going away), so
+    the totals and the list of workers do not count it for REPORT_TTL more seconds."""
+    global _stopped
+    _stopped = True
+    try:
+        get_redis().delete(key_prefix() + worker_name())
+    except redis.RedisError as exc:  # they expire by themselves
+        logger.debug("stats not removed: %s", exc)
 
 
 def snapshot() -> dict[str, dict[str, int]]:

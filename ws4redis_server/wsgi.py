@@ -33,7 +33,7 @@ django.setup()
 import uwsgi  # noqa: E402
 
 from .hub import get_hub  # noqa: E402
-from .metrics import report_forever  # noqa: E402
+from .metrics import forget, report_forever  # noqa: E402
 from .server import close_all, serve  # noqa: E402
 from .transports.uwsgi import UwsgiTransport  # noqa: E402
 
@@ -45,10 +45,18 @@ def _watch_sighup() -> None:
     # Started at import instead, it would be libev's first watcher of the signal; the worker then
     # installs uWSGI's C handler over libev's (after loading the app), no watcher ever fires, and
     # the C handler ends the worker at once: every socket cut without a close frame.
-    gevent.signal_handler(signal.SIGHUP, close_all)
+    gevent.signal_handler(signal.SIGHUP, _going_away)
 
 
-uwsgi.atexit = close_all
+def _going_away() -> None:
+    """The worker stops or reloads: every socket gets 1001, then its figures leave the stats."""
+    try:
+        close_all()
+    finally:
+        forget()
+
+
+uwsgi.atexit = _going_away
 gevent.spawn(_watch_sighup)
 logger.info("WebSocket worker ready")
 gevent.spawn(report_forever, get_hub())
