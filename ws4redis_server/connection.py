@@ -83,6 +83,7 @@ class Connection:
         self.resume_from = resume_from if self.history else None
         self.position: str | None = None  # newest id queued, or covered by a replay
         self.floor: tuple[int, int] | None = None  # live messages up to this id were replayed
+        # (cleared by the first live message past it: the hub delivers ids in increasing order)
         self.holding: list[tuple[bytes, bool, str | None]] | None = None  # live ones during a replay
         self._resyncing: gevent.Greenlet | None = None
 
@@ -100,8 +101,10 @@ class Connection:
                 self._overflow()
             return
         if message_id is not None:
-            if self.floor is not None and history.parse_id(message_id) <= self.floor:
-                return  # a replay has sent it already
+            if self.floor is not None:
+                if history.parse_id(message_id) <= self.floor:
+                    return  # a replay has sent it already
+                self.floor = None  # ids only grow from here on: no need to compare again
             self.position = message_id
         if self.ids:
             data = (message_id or "").encode("ascii") + b"\n" + data
