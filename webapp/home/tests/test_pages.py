@@ -105,3 +105,35 @@ def test_js_client_replays_what_was_published_while_the_websocket_instance_resta
     assert lines == [f"{tag} before", *missed, f"{tag} after"]
     assert page.evaluate("window.closeCodes")[0] == 1001
     page.screenshot(path=str(artifacts_dir / "pubsub-resumed.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_js_client_reports_a_gap_and_strips_headers_from_binary_messages(stack, new_page) -> None:
+    page = new_page()
+    page.goto("/pubsub/")
+    expect(page.locator("#state")).to_have_text("open", timeout=15_000)
+    page.evaluate("""async () => {
+        const { WS4Redis } = await import("/static/ws4redis/ws4redis.js");
+        window.probe = (facility) => {
+            const probe = { gaps: [], received: [], opened: 0 };
+            probe.ws = new WS4Redis({
+                uri: document.body.dataset.websocketUri + facility + "?subscribe-broadcast",
+                onopen: () => { probe.opened += 1; },
+                onmessage: (data) => probe.received.push(
+                    typeof data === "string" ? data : Array.from(new Uint8Array(data))),
+                ongap: (gap) => probe.gaps.push(gap.position),
+            });
+            return probe;
+        };
+    }""")
+    binary, quiet = ("j" + uuid.uuid4().hex[:10] for _ in range(2))
+    page.evaluate("([binary, quiet]) => { window.one = probe(binary); window.two = probe(quiet); }", [binary, quiet])
+    page.wait_for_function("window.one.opened === 1 && window.two.opened === 1", timeout=15_000)
+    RedisPublisher(facility=binary, broadcast=True).publish_message(b"\x00\xffbinary", expire=0)
+    page.wait_for_function("window.one.received.length === 1", timeout=10_000)
+    assert page.evaluate("window.one.received") == [[0, 255, *b"binary"]]
+    assert page.evaluate("window.one.gaps") == [] and page.evaluate("window.one.ws.lastId") is not None
+    # As if it had been away longer than the history window: nothing of its channel is kept.
+    page.evaluate("() => { window.two.ws.lastId = '1-0'; window.two.ws.socket.close(); }")
+    page.wait_for_function("window.two.gaps.length === 1", timeout=15_000)
+    assert page.evaluate("window.two.opened") == 2 and page.evaluate("window.two.received") == []
