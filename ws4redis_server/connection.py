@@ -333,6 +333,7 @@ class Connection:
                 logger.debug("no history position: %s", exc)
                 return None
         self.holding = []
+        self.position = start  # what it has, or will have once the replay is queued
         return start
 
     def resync(self) -> None:
@@ -342,7 +343,7 @@ class Connection:
             return
         if self._resyncing is not None and not self._resyncing.dead:
             return  # already catching up: it retries until the hub stays connected
-        start = self.position or self.resume_from or self.hub.last_id
+        start = self.position or self.hub.last_id
         if start is None:
             return
         if self.holding is None:

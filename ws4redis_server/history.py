@@ -14,10 +14,11 @@ lost some of it (a gap).
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -129,15 +130,10 @@ def unwrap(data: bytes) -> tuple[str | None, bytes]:
     return header.decode("ascii", "replace"), message
 
 
-_scripts: dict[int, tuple[object, object]] = {}
-
-
-def _script(client: redis.Redis, which: int) -> object:
-    scripts = _scripts.get(id(client))
-    if scripts is None:
-        _scripts.clear()  # one client per process (a new one after a fork or a settings change)
-        scripts = _scripts[id(client)] = (client.register_script(_PUBLISH), client.register_script(_REPLAY))
-    return scripts[which]
+@functools.lru_cache(maxsize=8)
+def _scripts(client: redis.Redis) -> tuple[Any, Any]:
+    """The publish and replay scripts, registered on ``client`` (one per process, as a rule)."""
+    return client.register_script(_PUBLISH), client.register_script(_REPLAY)
 
 
 def publish(client: redis.Redis, prefix: str, channels: Iterable[str], message: bytes, *, length: int,
@@ -149,7 +145,7 @@ def publish(client: redis.Redis, prefix: str, channels: Iterable[str], message: 
     keys = [sequence_key(prefix)]
     for channel in channels:
         keys += [channel, stream_key(prefix, channel)]
-    reply = _script(client, 0)(  # type: ignore[operator]
+    reply = _scripts(client)[0](
         keys=keys, args=[length, seconds * 1000, expire, message, message if wire is None else wire, ENVELOPE])
     return reply[0].decode("ascii"), int(reply[1])
 
@@ -175,7 +171,7 @@ def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, se
     """Returns the messages of ``channels`` after id ``start`` up to the current position, in
     id order, in one round trip; raises redis.RedisError."""
     keys = [sequence_key(prefix)] + [stream_key(prefix, channel) for channel in channels]
-    reply = _script(client, 1)(keys=keys, args=[start, seconds * 1000])  # type: ignore[operator]
+    reply = _scripts(client)[1](keys=keys, args=[start, seconds * 1000])
     entries = []
     for i in range(2, len(reply), 3):
         entries.append((reply[i + 1].decode("ascii"), channels[int(reply[i]) - 1], reply[i + 2]))

@@ -52,11 +52,6 @@ class _PubSub(redis.client.PubSub):
             conn.disconnect()
 
 
-def _alive(pubsub: Any) -> bool:
-    """False once the connection has failed (sending on it would make redis-py reconnect it)."""
-    return not pubsub.failed
-
-
 class Listener(Protocol):
     def deliver(self, channel: str, data: bytes, is_text: bool, message_id: str | None) -> None: ...
 
@@ -355,8 +350,10 @@ class Hub:
         # Under the lock: a reconnection swaps the connection and its bookkeeping together.
         with self._write_lock:
             pubsub = self._pubsub
-            if pubsub is None or not _alive(pubsub):
-                return  # the reader is replacing the connection; it will set _dirty again
+            if pubsub is None or pubsub.failed:
+                # Sending on a failed connection would make redis-py reopen it here. The reader is
+                # replacing it; it sets _dirty again.
+                return
             wanted = set(self._listeners)
             new = sorted(wanted - self._sent)
             gone = sorted(self._sent - wanted)
