@@ -16,6 +16,7 @@ import redis
 from gevent.event import Event
 
 from . import history
+from .codes import CloseCode
 from .conf import Settings
 from .hub import Hub, is_text
 from .metrics import CLOSE_COUNTERS, STATS
@@ -25,11 +26,11 @@ from .transports import ConnectionClosed, Transport
 
 logger = logging.getLogger("ws4redis_server.connection")
 
-# Close codes (RFC 6455 section 7.4.1).
-NORMAL, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, POLICY, TOO_BIG, INTERNAL, TRY_AGAIN = (
-    1000, 1001, 1002, 1007, 1008, 1009, 1011, 1013)
-# Private-use code (RFC 6455 section 7.4.2): the client read too slowly and its outbox overflowed.
-SLOW_CONSUMER = 4000
+# Close codes (RFC 6455 section 7.4.1; SLOW_CONSUMER is private use: the outbox overflowed).
+NORMAL, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, POLICY, TOO_BIG, INTERNAL, TRY_AGAIN, SLOW_CONSUMER = (
+    CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA,
+    CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG, CloseCode.INTERNAL_ERROR, CloseCode.TRY_AGAIN_LATER,
+    CloseCode.SLOW_CONSUMER)
 # Seconds a socket closed for overflow may take to finish its last send before it is cut.
 ABORT_GRACE = 5.0
 # Seconds between attempts to catch up after a hub outage while Redis is still unsteady.

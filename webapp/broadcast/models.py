@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from ws4redis_server.conf import get_settings
+from ws4redis_server import get_settings
 
 MAX_MESSAGE_LENGTH = 2000
 

@@ -12,9 +12,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from ws4redis_server import RedisPublisher
-from ws4redis_server.receipts import delivery_count
-from ws4redis_server.redis_client import get_redis
+from ws4redis_server import RedisPublisher, delivery_count, get_redis
 
 from .models import Audience, Broadcast
 

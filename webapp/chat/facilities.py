@@ -6,8 +6,7 @@ audience, ``user:<username>:chat-direct``, which a socket only ever resolves to 
 """
 from __future__ import annotations
 
-from ws4redis_server.channels import channel_name
-from ws4redis_server.conf import get_settings
+from ws4redis_server import channel_name, get_settings
 
 ROOM_PREFIX = "chat."
 DIRECT = "chat-direct"

@@ -16,9 +16,7 @@ import gevent
 import redis
 from django.db import connections
 
-from ws4redis_server import websocket
-from ws4redis_server.connection import POLICY, TRY_AGAIN
-from ws4redis_server.handlers import WebSocket
+from ws4redis_server import CloseCode, WebSocket, websocket
 
 from .models import Room
 from .presence import Presence
@@ -58,7 +56,7 @@ def presence(ws: WebSocket, slug: str) -> None:
     1008 if they may not read the room, 1013 if Redis cannot be reached."""
     refusal = _refusal(ws, slug)
     if refusal is not None:
-        ws.close(POLICY, refusal)
+        ws.close(CloseCode.POLICY_VIOLATION, refusal)
         return
     username = ws.identity.username
     assert username is not None
@@ -67,7 +65,7 @@ def presence(ws: WebSocket, slug: str) -> None:
     try:
         ws.send(json.dumps(room.join(username, connection_id).as_event()))
     except redis.RedisError:
-        ws.close(TRY_AGAIN, "Presence unavailable: Redis unreachable")
+        ws.close(CloseCode.TRY_AGAIN_LATER, "Presence unavailable: Redis unreachable")
         return
     refresher = gevent.spawn(_refresh_forever, room, username, connection_id)
     try:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ws4redis_server.redis_client import get_redis
+from ws4redis_server import get_redis
 
 from .conf import presence_ttl
 from .facilities import room_channel

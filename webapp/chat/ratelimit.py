@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from ws4redis_server.redis_client import get_redis
+from ws4redis_server import get_redis
 
 from .conf import RateLimit, rate_limit
 

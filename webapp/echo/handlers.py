@@ -1,6 +1,5 @@
 """The echo handler of django-c10k-demo, the server side of the ``testecho`` load test."""
-from ws4redis_server import websocket
-from ws4redis_server.handlers import WebSocket
+from ws4redis_server import WebSocket, websocket
 
 ROUNDS = 3
 

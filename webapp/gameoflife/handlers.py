@@ -8,9 +8,7 @@ import logging
 
 import redis
 
-from ws4redis_server import websocket
-from ws4redis_server.connection import POLICY, TRY_AGAIN
-from ws4redis_server.handlers import WebSocket
+from ws4redis_server import CloseCode, WebSocket, websocket
 
 from . import protocol, runs
 from .relay import RUNNING, SUBSCRIBING, Listening, Relay, get_relay
@@ -31,12 +29,12 @@ def reset(ws: WebSocket) -> None:
     except ValueError:
         size = 0
     if not 1 <= size <= protocol.MAX_SIZE:
-        ws.close(POLICY, f"send the grid's side, a whole number from 1 to {protocol.MAX_SIZE}")
+        ws.close(CloseCode.POLICY_VIOLATION, f"send the grid's side, a whole number from 1 to {protocol.MAX_SIZE}")
         return
     try:
         run = runs.new_run(size)
     except redis.RedisError as exc:
-        ws.close(TRY_AGAIN, f"Redis unavailable: {exc}"[:120])
+        ws.close(CloseCode.TRY_AGAIN_LATER, f"Redis unavailable: {exc}"[:120])
         return
     ws.send(f"{protocol.RUN} {run.id}")
 
@@ -51,16 +49,16 @@ def cell(ws: WebSocket, run_id: int, index: int) -> None:
             raise redis.ConnectionError("no subscription to the run's channel")
         run = runs.current_run()
     except redis.RedisError as exc:
-        ws.close(TRY_AGAIN, f"Redis unavailable: {exc}"[:120])
+        ws.close(CloseCode.TRY_AGAIN_LATER, f"Redis unavailable: {exc}"[:120])
         return
     if run is None or run.id != run_id:
-        ws.close(POLICY, f"run {run_id} is not the current run")
+        ws.close(CloseCode.POLICY_VIOLATION, f"run {run_id} is not the current run")
         return
     if not 0 <= index < run.cells:
-        ws.close(POLICY, f"cell {index} is not in run {run_id} (0 to {run.cells - 1})")
+        ws.close(CloseCode.POLICY_VIOLATION, f"cell {index} is not in run {run_id} (0 to {run.cells - 1})")
         return
     if not relay.adopt(run_id):
-        ws.close(POLICY, f"run {run_id} is over")
+        ws.close(CloseCode.POLICY_VIOLATION, f"run {run_id} is over")
         return
     subscription: list[Listening] = []
     relay.add_cell(ws)
@@ -69,12 +67,12 @@ def cell(ws: WebSocket, run_id: int, index: int) -> None:
     except runs.StaleRun as exc:
         problem = str(exc)
     except redis.RedisError as exc:
-        ws.close(TRY_AGAIN, f"Redis unavailable: {exc}"[:120])
+        ws.close(CloseCode.TRY_AGAIN_LATER, f"Redis unavailable: {exc}"[:120])
         return
     finally:
         relay.remove_cell(run_id, ws, subscription[0] if subscription else None)
     if problem:
-        ws.close(POLICY, problem[:120])
+        ws.close(CloseCode.POLICY_VIOLATION, problem[:120])
 
 
 def _serve_cell(ws: WebSocket, relay: Relay, run: runs.Run, index: str,
@@ -123,7 +121,7 @@ def watch(ws: WebSocket) -> None:
         for event in runs.snapshot():
             ws.send(event)
     except redis.RedisError as exc:
-        ws.close(TRY_AGAIN, f"Redis unavailable: {exc}"[:120])
+        ws.close(CloseCode.TRY_AGAIN_LATER, f"Redis unavailable: {exc}"[:120])
         return
     while ws.recv() is not None:
         pass  # the page sends nothing; its socket stays open until it leaves

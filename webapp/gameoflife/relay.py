@@ -20,10 +20,7 @@ import time
 import gevent
 from gevent.event import Event
 
-from ws4redis_server import publish
-from ws4redis_server.connection import GOING_AWAY
-from ws4redis_server.handlers import WebSocket
-from ws4redis_server.hub import Hub, get_hub
+from ws4redis_server import CloseCode, Hub, WebSocket, get_hub, publish
 
 from . import protocol, runs
 
@@ -114,7 +111,7 @@ class Relay:
         Returns False if this process already serves a newer run."""
         if run > self.run:
             for ws in self.cells:
-                ws.close(GOING_AWAY, f"run {run} replaced run {self.run}")
+                ws.close(CloseCode.GOING_AWAY, f"run {run} replaced run {self.run}")
             self.run, self.phase = run, CONNECTING
             self.cells, self.listeners, self.outgoing = set(), {}, []
         return run == self.run

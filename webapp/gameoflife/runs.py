@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ws4redis_server import publish
-from ws4redis_server.conf import get_settings
-from ws4redis_server.redis_client import get_redis
+from ws4redis_server import get_redis, get_settings, publish
 
 from . import protocol
 

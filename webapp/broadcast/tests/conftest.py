@@ -13,8 +13,7 @@ from django.test import Client
 
 from webapp.broadcast.models import Broadcast
 from webapp.broadcast.sending import FACILITY
-from ws4redis_server.conf import get_settings
-from ws4redis_server.redis_client import get_redis
+from ws4redis_server import get_redis, get_settings
 
 
 @pytest.fixture

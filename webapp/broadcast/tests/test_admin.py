@@ -15,10 +15,7 @@ from django.utils import timezone
 from deploy.stack import free_port
 from webapp.broadcast.models import Broadcast
 from webapp.broadcast.sending import FACILITY
-from ws4redis_server.channels import channel_name
-from ws4redis_server.conf import get_settings
-from ws4redis_server.publisher import strip_envelopes
-from ws4redis_server.redis_client import get_redis
+from ws4redis_server import channel_name, get_redis, get_settings, strip_envelopes
 
 pytestmark = pytest.mark.usefixtures("no_live_broadcasts")
 

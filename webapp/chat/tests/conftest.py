@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.test import Client, override_settings
 
 from webapp.chat.models import Room
-from ws4redis_server.publisher import strip_envelopes
+from ws4redis_server import strip_envelopes
 
 
 def unique(prefix: str) -> str:

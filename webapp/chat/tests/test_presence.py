@@ -11,7 +11,7 @@ import pytest
 from webapp.chat import ratelimit
 from webapp.chat.facilities import room_channel
 from webapp.chat.presence import SNAPSHOT, Presence
-from ws4redis_server.publisher import strip_envelopes
+from ws4redis_server import strip_envelopes
 
 
 @pytest.fixture

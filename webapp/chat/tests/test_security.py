@@ -9,7 +9,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 
 from webapp.channel_permissions import allowed_channels
-from ws4redis_server.channels import Identity
+from ws4redis_server import Identity
 
 EVERYTHING = ["subscribe-broadcast", "subscribe-user", "subscribe-group", "subscribe-session", "echo"]
 

@@ -7,8 +7,7 @@ from django.test import Client
 from webapp.chat.facilities import DIRECT, room_channel
 from webapp.chat.models import Message, PrivateMessage, Room
 from webapp.chat.presence import Presence
-from ws4redis_server.channels import channel_name
-from ws4redis_server.conf import get_settings
+from ws4redis_server import channel_name, get_settings
 
 from .conftest import unique
 

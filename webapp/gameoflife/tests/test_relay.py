@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from webapp.gameoflife.relay import Listening, Relay
-from ws4redis_server.hub import Hub
+from ws4redis_server import Hub
 
 
 class Frames:
