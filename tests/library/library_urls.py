@@ -1,4 +1,5 @@
 """URLs of the library tests' project: a few handlers under WEBSOCKET_URL beside the facilities."""
+from django.contrib import admin
 from django.urls import path
 
 from ws4redis_server import WebSocket, websocket
@@ -18,4 +19,5 @@ def whoami(ws: WebSocket) -> None:
 urlpatterns = [
     path("ws/echo/", echo),
     path("ws/whoami/", whoami),
+    path("admin/", admin.site.urls),  # a plain page for the live server's tests
 ]
