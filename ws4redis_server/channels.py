@@ -3,6 +3,10 @@
 Pure functions, no I/O. The names are django-websocket-redis's, so publishers written for it keep
 working: ``[prefix:]broadcast:<facility>``, ``[prefix:]user:<username>:<facility>``,
 ``[prefix:]group:<group>:<facility>``, ``[prefix:]session:<session_key>:<facility>``.
+
+Besides, every hub listens to one control channel, ``[prefix:]ws4redis:hub``, for the library's
+own notices, one per message: a verb, then its arguments, one a line (``groups-changed`` and
+usernames).
 """
 from __future__ import annotations
 
@@ -117,3 +121,22 @@ def audience_channels(prefix: str, facility: str, audiences: frozenset[str], ide
         elif audience == "session" and identity.session_key:
             channels.append(channel_name(prefix, "session", facility, identity.session_key))
     return channels
+
+
+GROUPS_CHANGED = "groups-changed"  # control verb; arguments: the usernames whose groups changed
+
+
+def control_channel(prefix: str) -> str:
+    """Returns the channel every hub subscribes to for the library's notices."""
+    return f"{prefix}ws4redis:hub"
+
+
+def control_message(verb: str, arguments: list[str]) -> bytes:
+    """Returns a notice for :func:`control_channel`; an argument must not contain a newline."""
+    return "\n".join([verb, *arguments]).encode("utf-8")
+
+
+def parse_control(data: bytes) -> tuple[str, list[str]]:
+    """Returns (verb, arguments) of a notice made by :func:`control_message`."""
+    verb, *arguments = data.decode("utf-8", "replace").split("\n")
+    return verb, arguments

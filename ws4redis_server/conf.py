@@ -45,6 +45,7 @@ class Settings:
     outbox_bytes: int
     history_length: int
     history_seconds: int
+    groups_cache_seconds: int
 
 
 def _hook(name: str) -> Callable[..., Any] | None:
@@ -142,6 +143,7 @@ def _build() -> Settings:
         outbox_bytes=_number("WS4REDIS_OUTBOX_BYTES", 4 * 1024 * 1024, minimum=1024),
         history_length=_number("WS4REDIS_HISTORY_LENGTH", 1000, minimum=0),
         history_seconds=_number("WS4REDIS_HISTORY_SECONDS", 600, minimum=1),
+        groups_cache_seconds=_number("WS4REDIS_GROUPS_CACHE_SECONDS", 300, minimum=0),
     )
 
 

@@ -1,9 +1,10 @@
 """From a WSGI environ to a subscription plan, or an HTTP error with a reason.
 
 Checks the upgrade request, identifies the socket from the Django session (the username and
-groups are cached in the session at login, so no database query is needed), applies the
-``WS4REDIS_PROCESS_REQUEST`` and ``WS4REDIS_ALLOWED_CHANNELS`` hooks, and resolves the URL to a
-``@websocket`` handler or to a pub/sub facility. Nothing here touches a socket or Redis.
+groups come from a Redis cache by user pk, see identity.py, so only a miss queries the database),
+applies the ``WS4REDIS_PROCESS_REQUEST`` and ``WS4REDIS_ALLOWED_CHANNELS`` hooks, and resolves the
+URL to a ``@websocket`` handler or to a pub/sub facility. Nothing here touches a socket, and Redis
+only through that cache.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from importlib import import_module
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.contrib.auth import SESSION_KEY, get_user
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import connections
@@ -23,12 +24,10 @@ from django.urls import Resolver404, resolve
 from django.utils.functional import SimpleLazyObject
 
 from . import history
+from . import identity as identity_cache
 from .channels import Flags, Identity, InvalidFacility, audience_channels, check_facility, parse_flags
 from .conf import Settings
 from .security import may_publish_anonymously
-
-SESSION_USERNAME = "ws4redis:username"
-SESSION_GROUPS = "ws4redis:memberof"
 
 
 class HandshakeError(Exception):
@@ -96,18 +95,29 @@ def default_process_request(request: WSGIRequest) -> None:
 
 
 def identify(request: WSGIRequest) -> Identity:
-    """Returns who is on the socket, from the cache filled at login when it is there, otherwise
-    from ``request.user`` (which may query the database)."""
+    """Returns who is on the socket: the session's user, with the username and groups from the
+    cache of identity.py (filled from ``request.user``, or the session's user, on a miss); without
+    a session user, ``request.user`` as a ``WS4REDIS_PROCESS_REQUEST`` hook set it."""
     session = getattr(request, "session", None)
     session_key = getattr(session, "session_key", None) if session is not None else None
-    if session is not None and session.get(SESSION_KEY) and session.get(SESSION_USERNAME):
-        return Identity(session[SESSION_USERNAME], tuple(session.get(SESSION_GROUPS, ())), session_key)
+    user_id = session.get(SESSION_KEY) if session is not None else None
+    if session is not None and user_id is not None:
+        found = identity_cache.lookup(user_id, session.get(HASH_SESSION_KEY) or "", lambda: _session_user(request))
+        return Identity(*found, session_key) if found is not None else Identity(None, (), session_key)
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return Identity(None, (), session_key)
-    manager = getattr(user, "groups", None)
-    groups = tuple(manager.values_list("name", flat=True)) if manager is not None else ()
-    return Identity(user.get_username(), groups, session_key)
+    if getattr(user, "pk", None) is None or getattr(user, "groups", None) is None:
+        return Identity(user.get_username(), (), session_key)  # a hook's user outside the database
+    found = identity_cache.lookup(user.pk, None, lambda: user)
+    assert found is not None
+    return Identity(*found, session_key)
+
+
+def _session_user(request: WSGIRequest) -> Any:
+    """Returns the session's user (checked as Django checks it), or None."""
+    user = getattr(request, "user", None) or get_user(request)
+    return user if user.is_authenticated else None
 
 
 def plan_socket(environ: dict[str, Any], settings: Settings) -> Plan:

@@ -5,9 +5,16 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, RequestFactory
 
-from ws4redis_server.handshake import SESSION_USERNAME
+from ws4redis_server.handshake import identify
+
+
+def socket_user(client: Client) -> str | None:
+    """Returns the username a socket opened with ``client``'s session would have."""
+    request = RequestFactory().get("/")
+    request.session = client.session
+    return identify(request).username
 
 
 def test_sign_up_logs_the_new_user_in() -> None:
@@ -18,8 +25,8 @@ def test_sign_up_logs_the_new_user_in() -> None:
     })
     assert response.status_code == 302 and response["Location"] == "/chat/"
     assert User.objects.filter(username=name).exists()
-    # Logged in, with the identity the WebSocket loop reads cached in the session.
-    assert client.session[SESSION_USERNAME] == name
+    # Logged in, and so are the sockets this browser opens.
+    assert socket_user(client) == name
     assert name in client.get("/chat/").content.decode()
 
 
@@ -50,6 +57,6 @@ def test_log_in_and_out(make_user) -> None:
     assert "/accounts/signup/" in page
     response = client.post("/accounts/login/", {"username": user.username, "password": "secret", "next": "/chat/"})
     assert response.status_code == 302 and response["Location"] == "/chat/"
-    assert client.session[SESSION_USERNAME] == user.username
+    assert socket_user(client) == user.username
     assert client.post("/accounts/logout/").status_code == 302
-    assert SESSION_USERNAME not in client.session
+    assert socket_user(client) is None
