@@ -17,3 +17,4 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # e.g. Redis unreachable
     # Private use (4000-4999), this library's own.
     SLOW_CONSUMER = 4000  # the client read too slowly and its outbox overflowed
+    GROUPS_CHANGED = 4001  # the user's groups changed: reconnect for the new group channels

@@ -6,6 +6,11 @@ A listener is any object with ``deliver(channel, data, is_text, message_id)``; d
 block. A listener with a ``resync()`` method is told when the hub has reconnected after an outage
 (it may then catch up on what it missed from the channels' histories).
 
+The hub also listens to the control channel (``channels.control_channel``) and passes each notice
+to the handler registered in ``hub.controls`` for its verb (the server closes the sockets of a
+user whose groups changed). Only messages no socket listens to are checked for it, so the
+per-message path is unchanged. A notice published while the hub is disconnected is lost.
+
 Two greenlets: the reader reads every reply redis-py has (buffered or not, so a burst is never
 stranded in redis-py's buffer, ws4redis's bug #2) and the writer sends SUBSCRIBE/UNSUBSCRIBE in
 batches. If Redis goes away, the reader reconnects with jittered backoff and resubscribes every
@@ -16,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import gevent
@@ -25,6 +30,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from . import history, receipts
+from .channels import control_channel, parse_control
 from .conf import Settings, get_settings
 from .redis_client import get_redis, make_client
 
@@ -70,7 +76,9 @@ class Hub:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self.control_channel = f"{self.settings.prefix}ws4redis:hub"
+        self.control_channel = control_channel(self.settings.prefix)
+        # verb -> handler(arguments) of the notices on the control channel
+        self.controls: dict[str, Callable[[list[str]], Any]] = {}
         self._listeners: dict[str, set[Listener]] = {}
         self._sent: set[str] = set()  # channels SUBSCRIBEd on the current connection
         self._inflight: dict[str, int] = {}  # SUBSCRIBEs sent and not yet confirmed
@@ -296,8 +304,20 @@ class Hub:
                         # outboxes would take the whole burst before any socket sends a message.
                         budget = YIELD_EVERY
                         gevent.sleep(0)
+                elif channel == self.control_channel:
+                    self._on_control(message["data"])
             elif kind == "subscribe":
                 self._on_confirmed(message["channel"].decode("utf-8", "replace"))
+
+    def _on_control(self, data: bytes) -> None:
+        verb, arguments = parse_control(data)
+        handler = self.controls.get(verb)
+        if handler is None:
+            return
+        try:
+            handler(arguments)
+        except Exception:  # a failing handler must not take the reader (and every socket) down
+            logger.exception("control notice %r failed", verb)
 
     def _on_confirmed(self, channel: str) -> None:
         left = self._inflight.get(channel, 0) - 1

@@ -2,6 +2,12 @@
 
 The sockets this process serves are kept in a set, so that a server going down can close them
 all with 1001 (going away) and a reason, and clients reconnect (:func:`close_all`).
+
+Pub/sub sockets with group flags are also kept by username: when a user's groups change (a
+``groups-changed`` notice on the hub's control channel, see identity.py), :func:`groups_changed`
+closes theirs with 4001 and a reason, and clients reconnect with their new groups. A handshake
+planned with the old groups and registered after the notice is closed the same way: notices
+that arrive while a handshake is under way are remembered for it.
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from typing import Any
 
 import gevent
 
+from .channels import GROUPS_CHANGED
+from .codes import CloseCode
 from .conf import Settings, get_settings
 from .connection import GOING_AWAY, Connection
 from .handlers import HandlerApp, RelayApp
@@ -27,8 +35,45 @@ SHUTDOWN_REASON = "server restarting or stopping; reconnect"
 # the peer's close frame) before the ones left are cut.
 SHUTDOWN_GRACE = 6.0
 
+GROUPS_CHANGED_REASON = "group membership changed; reconnect"
+
 _open: set[Connection] = set()  # the sockets this process serves now
 _closing: list[str] = []  # the reason, once close_all has started
+_group_sockets: dict[str, set[Connection]] = {}  # username -> its open sockets with group flags
+_planning: set[_Handshake] = set()
+
+
+class _Handshake:
+    """A handshake under way, and the usernames whose groups changed since it began."""
+
+    __slots__ = ("changed",)
+
+    def __init__(self) -> None:
+        self.changed: set[str] = set()
+
+
+def follows_groups(plan: Plan) -> str | None:
+    """Returns the username of a pub/sub socket whose channels depend on the user's groups (a
+    ``subscribe-group`` or ``publish-group`` flag), else None (handlers, other flags, anonymous)."""
+    flags = plan.flags
+    if plan.handler is None and ("group" in flags.subscribe or "group" in flags.publish):
+        return plan.identity.username
+    return None
+
+
+def groups_changed(usernames: list[str]) -> int:
+    """Closes this process's sockets with group flags of ``usernames`` with 4001 (the control
+    notice's handler). Returns how many were open."""
+    for handshake in _planning:
+        handshake.changed.update(usernames)
+    count = 0
+    for username in usernames:
+        for connection in _group_sockets.get(username, ()):
+            connection.close(CloseCode.GROUPS_CHANGED, GROUPS_CHANGED_REASON)
+            count += 1
+    if count:
+        logger.info("closing %d sockets whose user's groups changed", count)
+    return count
 
 
 def connection_for(plan: Plan, transport: Transport, settings: Settings) -> Connection:
@@ -54,11 +99,22 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
           make_transport: Callable[[dict[str, Any], Settings], Transport]) -> Iterable[bytes]:
     """Plans the socket for ``environ`` and serves it over ``make_transport(environ)``."""
     settings = get_settings()
+    get_hub().controls[GROUPS_CHANGED] = groups_changed
+    handshake = _Handshake()
+    _planning.add(handshake)
     try:
-        plan = plan_socket(environ, settings)
-    except HandshakeError as error:
-        return error_response(error, start_response)
-    connection = connection_for(plan, make_transport(environ, settings), settings)
+        try:
+            plan = plan_socket(environ, settings)
+        except HandshakeError as error:
+            return error_response(error, start_response)
+        connection = connection_for(plan, make_transport(environ, settings), settings)
+        username = follows_groups(plan)
+        if username is not None:
+            _group_sockets.setdefault(username, set()).add(connection)
+            if username in handshake.changed:
+                connection.close(CloseCode.GROUPS_CHANGED, GROUPS_CHANGED_REASON)
+    finally:
+        _planning.discard(handshake)
     _open.add(connection)
     try:
         if _closing:  # accepted while the process goes down: the client reconnects elsewhere
@@ -66,6 +122,11 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
         connection.run()
     finally:
         _open.discard(connection)
+        if username is not None:
+            sockets = _group_sockets[username]
+            sockets.discard(connection)
+            if not sockets:
+                del _group_sockets[username]
     return []
 
 

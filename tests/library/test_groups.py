@@ -21,6 +21,7 @@ from ws4redis_server.channels import GROUPS_CHANGED, control_channel, parse_cont
 from ws4redis_server.conf import get_settings
 from ws4redis_server.handshake import plan_socket
 from ws4redis_server.redis_client import get_redis
+from ws4redis_server.server import follows_groups
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -244,3 +245,11 @@ def test_a_fill_that_read_the_database_before_a_change_is_refused(user: User) ->
     assert (username, groups) == (user.username, (user.group.name,))  # that handshake: the server closes it
     assert b"groups" not in cached(user)  # but the old groups are not cached
 
+
+def test_only_pub_sub_sockets_with_group_flags_follow_groups(user: User) -> None:
+    cookie = login(user)
+    assert follows_groups(plan(cookie, "subscribe-group")) == user.username
+    assert follows_groups(plan(cookie, "publish-group&subscribe-broadcast")) == user.username
+    assert follows_groups(plan(cookie, "subscribe-broadcast&subscribe-user")) is None
+    assert follows_groups(plan(cookie, "subscribe-group", path="/ws/echo/")) is None  # a handler
+    assert follows_groups(plan(None, "subscribe-group")) is None  # anonymous
