@@ -22,17 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ws4redis_server.testing.redis_server import RedisServer as LibraryRedisServer
+from ws4redis_server.testing.redis_server import free_port as free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 PAGES = ["/", "/echo/", "/gameoflife/", "/chat/", "/pubsub/", "/admin/"]
-
-
-def free_port() -> int:
-    """Returns a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
@@ -95,47 +91,31 @@ _stopped_dirs: set[Path] = set()
 atexit.register(lambda: [shutil.rmtree(path, ignore_errors=True) for path in _stopped_dirs])
 
 
-class RedisServer:
-    """A redis-server of our own on 127.0.0.1:``port`` (a free one by default), nothing on disk."""
+class RedisServer(LibraryRedisServer):
+    """The library's test redis-server with the stack's settings: up to 10,000 clients, and a
+    directory of its own that outlives :meth:`stop` until this process exits (tests and
+    benchmarks may still read its log)."""
 
     def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
-        self.port = port or free_port()
-        self.own_workdir = workdir is None
-        self.workdir = workdir or private_dir("ws4r-redis-")
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self):  # type: ignore[no-untyped-def]
-        import redis
-
-        return redis.Redis.from_url(self.url)
+        super().__init__(port, workdir or private_dir("ws4r-redis-"), args=["--maxclients", "10000"])
+        self.own_dir = workdir is None
 
     def start(self) -> RedisServer:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         _stopped_dirs.discard(self.workdir)
-        log = self.workdir / "redis.log"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--logfile", str(log), "--maxclients", "10000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
-        wait_for(lambda: redis_answers(self.url), 10, f"redis-server on port {self.port}", log)
+        super().start()
         return self
 
     def stop(self) -> None:
-        stop_pid(self.process, signal.SIGTERM, 10)
-        self.process = None
-        if self.own_workdir:
-            _stopped_dirs.add(self.workdir)
+        super().stop()
+        self._forget_dir()
 
     def kill(self) -> None:
         """Kills the server at once (SIGKILL), as a crash would."""
-        stop_pid(self.process, signal.SIGKILL, 5)
-        self.process = None
-        if self.own_workdir:
+        super().kill()
+        self._forget_dir()
+
+    def _forget_dir(self) -> None:
+        if self.own_dir and self.workdir is not None:
             _stopped_dirs.add(self.workdir)
 
 
