@@ -118,10 +118,19 @@ def snapshot() -> dict[str, dict[str, int]]:
     return workers
 
 
+class PrometheusMissing(ImportError):
+    """prometheus_client is not installed (``pip install django-ws4redis-server[prometheus]``)."""
+
+
 def exposition(workers: dict[str, dict[str, int]]) -> bytes:
     """Returns ``workers`` (from :func:`snapshot`) in Prometheus's text format, one series per
-    worker (label ``worker``); counters get the ``_total`` suffix."""
-    from prometheus_client import CollectorRegistry, generate_latest
+    worker (label ``worker``); counters get the ``_total`` suffix. Raises PrometheusMissing
+    without prometheus_client (the extra ``[prometheus]``); nothing else here needs it."""
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+    except ImportError as exc:
+        raise PrometheusMissing("prometheus_client is not installed: "
+                                "pip install 'django-ws4redis-server[prometheus]'") from exc
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     class Collector:

@@ -24,11 +24,16 @@ def _snapshot() -> dict[str, dict[str, int]] | None:
 
 @never_cache
 def prometheus(request: HttpRequest) -> HttpResponse:
-    """Every worker's figures in Prometheus's text format; 503 if Redis cannot be read."""
+    """Every worker's figures in Prometheus's text format; 503 if Redis cannot be read, 501 if
+    prometheus_client is not installed (the extra ``[prometheus]``)."""
     workers = _snapshot()
     if workers is None:
         return HttpResponse("Redis unavailable: no figures\n", status=503, content_type="text/plain")
-    return HttpResponse(metrics.exposition(workers), content_type="text/plain; version=0.0.4; charset=utf-8")
+    try:
+        body = metrics.exposition(workers)
+    except metrics.PrometheusMissing as exc:
+        return HttpResponse(f"{exc}\n", status=501, content_type="text/plain")
+    return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @never_cache
