@@ -11,11 +11,16 @@ def deny_all(request, flags):  # noqa: ANN001, ANN201 - a hook for the tests bel
 
 
 def test_defaults() -> None:
+    """The library's own defaults: library_settings sets nothing but WS4REDIS_CONNECTION."""
     settings = get_settings()
     assert settings.websocket_url == "/ws/"
     assert settings.prefix == ""
+    assert settings.expire == 3600
     assert settings.max_message_size == 64 * 1024
-    assert settings.heartbeat == "--heartbeat--"
+    assert settings.heartbeat is None
+    assert settings.allowed_channels is None and settings.process_request is None
+    assert settings.rate_limit is None
+    assert settings.wake_interval == 20.0
 
 
 def test_prefix_gets_its_colon() -> None:
@@ -24,7 +29,7 @@ def test_prefix_gets_its_colon() -> None:
 
 
 def test_hooks_as_dotted_paths_and_callables() -> None:
-    with override_settings(WS4REDIS_ALLOWED_CHANNELS="tests.test_conf.deny_all"):
+    with override_settings(WS4REDIS_ALLOWED_CHANNELS="test_conf.deny_all"):
         assert get_settings().allowed_channels is deny_all
     with override_settings(WS4REDIS_PROCESS_REQUEST=deny_all):
         assert get_settings().process_request is deny_all
