@@ -37,8 +37,6 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    # Before staticfiles: its runserver (pages and WebSockets on one port) takes precedence.
-    "ws4redis_server",
     "django.contrib.staticfiles",
     "webapp.home",
     "webapp.echo",
@@ -46,6 +44,7 @@ INSTALLED_APPS = [
     "webapp.chat",
     "webapp.broadcast",
     "webapp.accounts",
+    "ws4redis_server",
 ]
 
 MIDDLEWARE = [

@@ -18,7 +18,10 @@ class Ws4RedisConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_in
 
-        from . import identity
+        from . import checks, identity
+        from .management import claim_runserver
 
         user_logged_in.connect(cache_identity, dispatch_uid="ws4redis_cache_identity")
         identity.connect_signals()
+        checks.register_all()
+        claim_runserver()
