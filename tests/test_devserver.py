@@ -56,3 +56,22 @@ def test_runserver_refuses_bad_handshakes_with_reasons(devserver) -> None:
         urllib.request.urlopen(request)
     assert plain.value.code == 426
     assert b"expects a WebSocket upgrade" in plain.value.read()
+
+
+@pytest.mark.parametrize("server", ["stack", "devserver"])
+def test_an_offered_subprotocol_is_answered_as_uwsgi_does(server, request) -> None:
+    from websockets.sync.client import connect as plain_connect
+
+    url = f"{request.getfixturevalue(server).ws_url}/ws/echo/"
+    with plain_connect(url, subprotocols=["chat.v1"], open_timeout=10) as ws:
+        assert ws.subprotocol == "chat.v1"
+        assert ws.recv(timeout=10) == "Hello!"
+    with plain_connect(url, open_timeout=10) as ws:
+        assert ws.subprotocol is None
+
+
+def test_runserver_answers_the_first_of_several_subprotocols(devserver) -> None:
+    from websockets.sync.client import connect as plain_connect
+
+    with plain_connect(f"{devserver.ws_url}/ws/echo/", subprotocols=["chat.v2", "chat.v1"], open_timeout=10) as ws:
+        assert ws.subprotocol == "chat.v2"

@@ -20,6 +20,20 @@ from . import ConnectionClosed
 from .frames import InboundFrames
 
 
+def first_subprotocol(environ: dict[str, Any]) -> str | None:
+    """The first subprotocol the client offers (``Sec-WebSocket-Protocol``), which the 101 answers.
+
+    uWSGI's handshake echoes the offer as it came, which is the same answer for a client offering
+    one; for a list, only one value is a valid answer (RFC 6455, 4.2.2), and a client checks it.
+    """
+    offered = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")
+    for name in offered.split(","):
+        name = name.strip()
+        if name and name.isascii() and name.isprintable():
+            return name
+    return None
+
+
 class DevTransport:
     def __init__(self, sock: Any, environ: dict[str, Any], max_message_size: int) -> None:
         self.sock = sock
@@ -36,13 +50,16 @@ class DevTransport:
 
     def accept(self) -> None:
         key = self.environ["HTTP_SEC_WEBSOCKET_KEY"].strip().encode("ascii")
-        response = (
-            "HTTP/1.1 101 Switching Protocols\r\n"
-            "Upgrade: websocket\r\n"
-            "Connection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {generate_accept_token(key).decode('ascii')}\r\n\r\n"
-        )
-        self._write(response.encode("ascii"))
+        lines = [
+            "HTTP/1.1 101 Switching Protocols",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {generate_accept_token(key).decode('ascii')}",
+        ]
+        protocol = first_subprotocol(self.environ)
+        if protocol:
+            lines.append(f"Sec-WebSocket-Protocol: {protocol}")
+        self._write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
 
     def watch(self, on_readable: Callable[[], None]) -> None:
         self._on_readable = on_readable
