@@ -2,12 +2,17 @@
 //
 //   import { WS4Redis } from "/static/ws4redis/ws4redis.js";
 //   const ws = new WS4Redis({
-//     uri: "ws://host/ws/news?subscribe-broadcast",
-//     heartbeat: "--heartbeat--",          // WS4REDIS_HEARTBEAT, or null
+//     facility: "news", flags: "subscribe-broadcast",   // or path: "echo/" for a handler
 //     onmessage: (data) => ..., onopen, onclose, onstatechange: (state) => ...,
 //     ongap: ({ position }) => ...,        // messages were missed for good: reload the state
 //   });
 //   ws.send("text"); ws.close();           // close() does not reconnect
+//
+// Without `uri`, the base URI and the heartbeat come from the page's configuration, written by
+// {% load ws4redis %}{% ws4redis_config %} (a JSON <script id="ws4redis-config">); `flags` is a
+// string ("a&b") or an array. With `uri` ("ws://host/ws/news?subscribe-broadcast"), nothing is
+// read from the page and `heartbeat` (WS4REDIS_HEARTBEAT, e.g. "--heartbeat--") defaults to
+// null. pageConfig() returns { uri, heartbeat } of the page, or null without the tag.
 //
 // Reconnects after a drop with jittered exponential backoff (0.5 s doubling to 30 s). With a
 // heartbeat, sends it every 5 s and reconnects when 3 in a row go unanswered; heartbeats are
@@ -24,6 +29,30 @@
 const HEARTBEAT_INTERVAL = 5000;
 const MISSED_HEARTBEATS = 3;
 const HEADER = /^(@?)(\d+)-(\d+)( gap)?$/;
+const CONFIG_ID = "ws4redis-config";
+
+// The page's configuration from {% ws4redis_config %}: { uri, heartbeat }, with the base URI
+// built from window.location and WEBSOCKET_URL when the template had no request. Null without it.
+export function pageConfig(doc = globalThis.document) {
+  const element = doc ? doc.getElementById(CONFIG_ID) : null;
+  if (!element) return null;
+  const config = JSON.parse(element.textContent);
+  let uri = config.uri;
+  if (!uri) {
+    const { protocol, host } = globalThis.location;
+    uri = (protocol === "https:" ? "wss://" : "ws://") + host + (config.url || "/ws/");
+  }
+  return { uri, heartbeat: config.heartbeat ?? null };
+}
+
+function uriFromPage(where, flags) {
+  const config = pageConfig();
+  if (!config || where == null) {
+    throw new Error("WS4Redis: give uri, or facility (or path) with {% ws4redis_config %} in the page");
+  }
+  const query = Array.isArray(flags) ? flags.join("&") : (flags || "");
+  return [config.uri + where + (query ? "?" + query : ""), config.heartbeat];
+}
 
 function compareIds(a, b) {
   const [am, as] = a.split("-").map(Number);
@@ -45,10 +74,15 @@ function splitFrame(data) {
 }
 
 export class WS4Redis {
-  constructor({ uri, heartbeat = null, reconnect = true, minDelay = 500, maxDelay = 30000, resume = true,
-                onopen = () => {}, onmessage = () => {}, onclose = () => {}, onstatechange = () => {},
-                ongap = () => {} }) {
-    if (!uri) throw new Error("WS4Redis: uri is required");
+  constructor({ uri, facility, path, flags, heartbeat, reconnect = true, minDelay = 500, maxDelay = 30000,
+                resume = true, onopen = () => {}, onmessage = () => {}, onclose = () => {},
+                onstatechange = () => {}, ongap = () => {} }) {
+    if (!uri) {
+      const [pageUri, pageHeartbeat] = uriFromPage(facility ?? path, flags);
+      uri = pageUri;
+      if (heartbeat === undefined) heartbeat = pageHeartbeat;
+    }
+    if (heartbeat === undefined) heartbeat = null;
     Object.assign(this, { uri, heartbeat, reconnect, minDelay, maxDelay, onopen, onmessage, onclose,
                           onstatechange, ongap });
     this.resume = resume && /[?&]subscribe-/.test(uri);
