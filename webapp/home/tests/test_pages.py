@@ -117,7 +117,7 @@ def test_js_client_reports_a_gap_and_strips_headers_from_binary_messages(stack, 
         window.probe = (facility) => {
             const probe = { gaps: [], received: [], opened: 0 };
             probe.ws = new WS4Redis({
-                uri: document.body.dataset.websocketUri + facility + "?subscribe-broadcast",
+                facility, flags: "subscribe-broadcast",
                 onopen: () => { probe.opened += 1; },
                 onmessage: (data) => probe.received.push(
                     typeof data === "string" ? data : Array.from(new Uint8Array(data))),

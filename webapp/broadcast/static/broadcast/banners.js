@@ -2,7 +2,7 @@
 // arriving on the socket (facility "broadcast": everyone's, this user's and this user's groups').
 // A banner is keyed by the broadcast's id, so a copy arriving twice (from the page and from the
 // socket's replay, or through two groups) shows once; a dismissed id stays hidden in this browser.
-import { WS4Redis } from "../ws4redis/ws4redis.js";
+import { WS4Redis, pageConfig } from "../ws4redis/ws4redis.js";
 
 const LEVEL_NAMES = { info: "Info", warning: "Warning", critical: "Critical" };
 const DISMISSED_KEY = "broadcast:dismissed";
@@ -100,11 +100,11 @@ window.addEventListener("storage", (event) => {
   for (const id of dismissedIds()) bannerOf(id)?.remove();
 });
 
-const uri = document.body.dataset.websocketUri;
-if (uri) {
+// The socket's base URI and heartbeat come from {% ws4redis_config %} in base.html.
+if (pageConfig()) {
   new WS4Redis({
-    uri: `${uri}${config.facility}?subscribe-broadcast&subscribe-user&subscribe-group`,
-    heartbeat: document.body.dataset.heartbeat || null,
+    facility: config.facility,
+    flags: "subscribe-broadcast&subscribe-user&subscribe-group",
     onmessage: receive,
     // Shown on the container, for styles and for tests waiting until the page listens.
     onstatechange: (state) => { container.dataset.socketState = state; },

@@ -4,7 +4,7 @@
 // placed by id, the order the server saved them in; whenever the socket (re)connects, the page
 // asks the server for what it may have missed meanwhile. Posting goes over HTTP. Every text
 // from users is put into the page with textContent, never as HTML.
-import { WS4Redis } from "../ws4redis/ws4redis.js";
+import { WS4Redis, pageConfig } from "../ws4redis/ws4redis.js";
 
 const root = document.getElementById("chat");
 const config = root.dataset;
@@ -16,8 +16,8 @@ const form = document.getElementById("chat-form");
 const errorLabel = document.getElementById("chat-error");
 const online = document.getElementById("chat-online");
 const me = config.me || "";
-const socketBase = document.body.dataset.websocketUri;
-const heartbeat = document.body.dataset.heartbeat || null;
+// The sockets' base URI and heartbeat, from {% ws4redis_config %} in base.html.
+const { uri: socketBase, heartbeat } = pageConfig();
 const timeFormat = { hour: "2-digit", minute: "2-digit" };
 
 const known = new Set();

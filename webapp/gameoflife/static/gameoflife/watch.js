@@ -125,8 +125,7 @@ function draw() {
 if (+status.dataset.size > 0) reset(+status.dataset.run, +status.dataset.size);
 requestAnimationFrame(draw);
 new WS4Redis({
-  uri: document.body.dataset.websocketUri + "gameoflife/watch/",
-  heartbeat: document.body.dataset.heartbeat || null,
+  path: "gameoflife/watch/",
   onmessage,
   onstatechange: (state) => text("gol-socket", state),
 });
