@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,12 @@ BIN = Path(sys.executable).parent
 DJANGO_ADMIN = str(BIN / "django-admin")
 
 ECHO_URLS = '''
+from django.http import HttpResponse
+from django.template import Context, RequestContext, Template
+
 from ws4redis_server import websocket
+
+PAGE = "{% load ws4redis %}<!doctype html><html><head>{% ws4redis_config %}</head><body></body></html>"
 
 
 @websocket
@@ -31,7 +37,16 @@ def echo(ws):
         ws.send(message)
 
 
-urlpatterns.append(path("ws/echo/", echo))
+def with_request(request):
+    return HttpResponse(Template(PAGE).render(RequestContext(request, {"request": request})))
+
+
+def without_request(request):
+    return HttpResponse(Template(PAGE).render(Context()))
+
+
+urlpatterns += [path("ws/echo/", echo), path("page/with-request/", with_request),
+                path("page/without-request/", without_request)]
 '''
 
 
@@ -60,7 +75,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Path:
     text = settings.read_text()
     assert "'django.contrib.staticfiles',\n]" in text
     text = text.replace("'django.contrib.staticfiles',\n]", "'django.contrib.staticfiles',\n    'ws4redis_server',\n]")
-    text += f"\nWS4REDIS_CONNECTION = {{'url': {redis_server.url!r}}}\n"
+    text += f"\nWS4REDIS_CONNECTION = {{'url': {redis_server.url!r}}}\nWS4REDIS_HEARTBEAT = '--heartbeat--'\n"
     settings.write_text(text)
     with open(root / "mysite" / "urls.py", "a") as urls:
         urls.write(ECHO_URLS)
@@ -134,7 +149,11 @@ COMMANDS = {
 
 @pytest.fixture(params=list(COMMANDS), scope="module")
 def server(request: pytest.FixtureRequest, project: Path) -> Iterator[Server]:
-    make, elsewhere, by_settings_module, autoreload = COMMANDS[request.param]
+    yield from start(project, request.param)
+
+
+def start(project: Path, name: str) -> Iterator[Server]:
+    make, elsewhere, by_settings_module, autoreload = COMMANDS[name]
     env = child_env(project)
     if by_settings_module:  # as django-admin users do: the project importable, its settings named
         env.update(DJANGO_SETTINGS_MODULE="mysite.settings", PYTHONPATH=str(project))
@@ -213,3 +232,56 @@ def test_check_reports_a_bad_setting_as_an_error(project: Path) -> None:
                             timeout=60)
     assert result.returncode == 1
     assert "ws4redis_server.E001" in result.stderr and "WS4REDIS_EXPIRE" in result.stderr
+
+
+BROWSER_PROBE = """async () => {
+    const { WS4Redis, pageConfig } = await import("/static/ws4redis/ws4redis.js");
+    const config = JSON.parse(document.getElementById("ws4redis-config").textContent);
+    const echoed = await new Promise((resolve, reject) => {
+        const ws = new WS4Redis({ path: "echo/", reconnect: false,
+                                  onopen: () => ws.send("ping"),
+                                  onmessage: (data) => { resolve([ws.uri, ws.heartbeat, data]); ws.close(); },
+                                  onclose: () => reject(new Error("closed")) });
+    });
+    const explicit = new WS4Redis({ uri: pageConfig().uri + "echo/", reconnect: false });
+    explicit.close();
+    const broadcast = new WS4Redis({ facility: "news", flags: ["subscribe-broadcast", "echo"], reconnect: false });
+    broadcast.close();
+    return { configUri: config.uri, echoed, explicitHeartbeat: explicit.heartbeat, broadcastUri: broadcast.uri };
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("page", ["with-request", "without-request"])
+def test_the_js_client_takes_uri_and_heartbeat_from_the_page(project: Path, page: str) -> None:
+    """In Chromium: ``new WS4Redis({path})`` on a page with ``{% ws4redis_config %}`` connects
+    with the page's heartbeat; the URI comes from the request or, without one, from
+    window.location; an explicit ``uri`` keeps the old default heartbeat (null)."""
+    executable = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(executable).exists():
+        pytest.skip(f"{executable} is missing")
+    server = next(runner := start(project, "manage.py --noreload"))
+    base = f"ws://127.0.0.1:{server.port}/ws/"
+
+    def drive() -> dict:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"], headless=True)
+            try:
+                tab = browser.new_page()
+                tab.goto(f"http://127.0.0.1:{server.port}/page/{page}/")
+                return tab.evaluate(BROWSER_PROBE)
+            finally:
+                browser.close()
+
+    try:
+        # Playwright's sync API keeps an event loop in its thread: not in the tests' own thread.
+        with ThreadPoolExecutor(1) as pool:
+            result = pool.submit(drive).result(timeout=60)
+    finally:
+        runner.close()
+    assert result["configUri"] == (base if page == "with-request" else None)
+    assert result["echoed"] == [base + "echo/", "--heartbeat--", "ping"]
+    assert result["explicitHeartbeat"] is None
+    assert result["broadcastUri"] == base + "news?subscribe-broadcast&echo"
