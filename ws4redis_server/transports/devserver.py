@@ -16,22 +16,8 @@ from wsproto.connection import Connection
 from wsproto.events import BytesMessage, TextMessage
 from wsproto.utilities import generate_accept_token
 
-from . import ConnectionClosed
+from . import ConnectionClosed, first_subprotocol
 from .frames import InboundFrames
-
-
-def first_subprotocol(environ: dict[str, Any]) -> str | None:
-    """The first subprotocol the client offers (``Sec-WebSocket-Protocol``), which the 101 answers.
-
-    uWSGI's handshake echoes the offer as it came, which is the same answer for a client offering
-    one; for a list, only one value is a valid answer (RFC 6455, 4.2.2), and a client checks it.
-    """
-    offered = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")
-    for name in offered.split(","):
-        name = name.strip()
-        if name and name.isascii() and name.isprintable():
-            return name
-    return None
 
 
 class DevTransport:

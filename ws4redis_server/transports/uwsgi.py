@@ -20,7 +20,7 @@ import gevent
 import gevent.socket
 import uwsgi
 
-from . import ConnectionClosed
+from . import ConnectionClosed, first_subprotocol
 from .frames import InboundFrames
 
 CLOSE_TIMEOUT = 5.0  # seconds to wait for room in the socket for the close frame
@@ -39,8 +39,14 @@ class UwsgiTransport:
         self._drained = False
 
     def accept(self) -> None:
+        # uWSGI echoes a list of offered subprotocols as it came; a client accepts only one.
+        protocol = first_subprotocol(self.environ)
         try:
-            uwsgi.websocket_handshake()
+            if protocol is None:
+                uwsgi.websocket_handshake()
+            else:
+                # Empty key and origin: uWSGI takes the request's own.
+                uwsgi.websocket_handshake("", "", protocol)
         except OSError as exc:
             raise ConnectionClosed(1006, f"handshake failed: {exc}") from exc
         self.fd = uwsgi.connection_fd()
