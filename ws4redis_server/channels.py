@@ -54,18 +54,22 @@ class Flags:
     ids: bool = False  # each message carries its id (message history; not a permission)
 
     def names(self) -> list[str]:
-        """Returns the flags as ws4redis spells them: ``subscribe-user``, ``echo``, ..."""
+        """Returns the channel flags as ws4redis spells them (``subscribe-user``,
+        ``publish-broadcast``, ...): what ws4redis gave its WS4REDIS_ALLOWED_CHANNELS hook.
+        ``echo`` is not among them, as in ws4redis."""
         names = [f"subscribe-{a}" for a in AUDIENCES if a in self.subscribe]
-        names += [f"publish-{a}" for a in AUDIENCES if a in self.publish]
-        return names + (["echo"] if self.echo else [])
+        return names + [f"publish-{a}" for a in AUDIENCES if a in self.publish]
 
     def restricted_to(self, allowed: object) -> Flags:
-        """Returns these flags less those not in ``allowed`` (an iterable of flag names)."""
+        """Returns these flags less the channel flags not in ``allowed`` (an iterable of flag
+        names, as a WS4REDIS_ALLOWED_CHANNELS hook returns); ``echo`` is kept unless there is
+        nothing left to publish."""
         keep = {str(name).lower() for name in allowed}  # type: ignore[attr-defined]
+        publish = frozenset(a for a in self.publish if f"publish-{a}" in keep)
         return Flags(
             frozenset(a for a in self.subscribe if f"subscribe-{a}" in keep),
-            frozenset(a for a in self.publish if f"publish-{a}" in keep),
-            self.echo and "echo" in keep,
+            publish,
+            self.echo and bool(publish),
             self.params,
             self.ids,
         )

@@ -56,9 +56,15 @@ def test_parse_flags_reads_ws4redis_flags_and_ignores_unknown_ones() -> None:
 
 def test_flag_names_round_trip_and_restriction() -> None:
     flags = parse_flags("subscribe-broadcast&subscribe-user&publish-broadcast&echo")
-    assert flags.names() == ["subscribe-broadcast", "subscribe-user", "publish-broadcast", "echo"]
-    limited = flags.restricted_to(["subscribe-user", "echo"])
-    assert limited.subscribe == {"user"} and limited.publish == frozenset() and limited.echo
+    # What a ws4redis hook got: the channel flags, without echo.
+    assert flags.names() == ["subscribe-broadcast", "subscribe-user", "publish-broadcast"]
+    limited = flags.restricted_to(["subscribe-user", "publish-broadcast"])
+    assert limited.subscribe == {"user"} and limited.publish == {"broadcast"} and limited.echo
+    # A hook written as in ws4redis's documentation keeps echo: it never saw it.
+    kept = flags.restricted_to(set(flags.names()).intersection(["subscribe-broadcast", "publish-broadcast"]))
+    assert kept.subscribe == {"broadcast"} and kept.echo
+    # Nothing left to publish, nothing to echo.
+    assert not flags.restricted_to(["subscribe-user"]).echo
 
 
 def test_audiences_resolve_only_to_the_sockets_own_identity() -> None:
