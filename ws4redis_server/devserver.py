@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gevent.pywsgi import WSGIHandler
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.servers.basehttp import get_internal_wsgi_application
+from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from .conf import get_settings
+from .hub import get_hub
 from .server import serve
 from .transports.devserver import DevTransport
 
@@ -41,3 +44,15 @@ class WebSocketHandler(WSGIHandler):
             self.result = None  # type: ignore[assignment]
             self.response_length = 0
             self.close_connection = True
+
+
+def dev_server(listener: Any, application: Any = None, **kwargs: Any) -> WSGIServer:
+    """Returns a gevent WSGIServer, not yet started, on ``listener`` (an address or a bound
+    socket) that serves ``application`` (the project's WSGI_APPLICATION by default), the static
+    files (DEBUG or not, as a development server) and WebSockets; starts the process's hub.
+    ``kwargs`` go to WSGIServer. Needs gevent's monkey patching."""
+    handler = application or get_internal_wsgi_application()
+    if not isinstance(handler, StaticFilesHandler):
+        handler = StaticFilesHandler(handler)
+    get_hub()
+    return WSGIServer(listener, handler, handler_class=WebSocketHandler, **kwargs)

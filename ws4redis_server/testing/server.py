@@ -25,31 +25,15 @@ from typing import Any
 import django
 import gevent
 from django.conf import settings
-from django.contrib.staticfiles.handlers import StaticFilesHandler
-from django.core.servers.basehttp import get_internal_wsgi_application
 from gevent import monkey
 from gevent.event import Event
-from gevent.pywsgi import WSGIServer
 from gevent.socket import wait_read
 
-from ..devserver import WebSocketHandler
-from ..hub import get_hub
+from ..devserver import dev_server
 from ..server import close_all
 from .live import COMMAND, ENVIRON, HOST, READY
 
 CLOSE_GRACE = 2.0  # seconds open sockets get to finish their closing handshakes at the end
-
-
-def dev_server(listener: Any, application: Any = None, **kwargs: Any) -> WSGIServer:
-    """Returns a gevent WSGIServer, not yet started, on ``listener`` (an address or a bound
-    socket) that serves ``application`` (the project's WSGI_APPLICATION by default), the static
-    files (DEBUG or not, as a development server) and WebSockets; starts the process's hub.
-    ``kwargs`` go to WSGIServer. Needs gevent's monkey patching."""
-    handler = application or get_internal_wsgi_application()
-    if not isinstance(handler, StaticFilesHandler):
-        handler = StaticFilesHandler(handler)
-    get_hub()
-    return WSGIServer(listener, handler, handler_class=WebSocketHandler, **kwargs)
 
 
 def configure(config: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.contrib.staticfiles.management.commands.runserver import Command as StaticRunserver
 from django.core.management.base import CommandError
 from django.utils import autoreload
@@ -36,7 +35,8 @@ def patched_command_line() -> list[str]:
     args += ["-m", "ws4redis_server.bootstrap"]
     spec = getattr(__main__, "__spec__", None)
     if spec is not None:
-        name = spec.parent if (spec.name == "__main__" or spec.name.endswith(".__main__")) and spec.parent else spec.name
+        runs_package = spec.name == "__main__" or spec.name.endswith(".__main__")
+        name = spec.parent if runs_package and spec.parent else spec.name
         return [*args, "-m", name, *sys.argv[1:]]
     if not Path(sys.argv[0]).exists():
         raise CommandError(f"runserver cannot re-execute {sys.argv[0]!r} with gevent's monkey patching: apply "
@@ -87,11 +87,9 @@ class Command(StaticRunserver):
     def inner_run(self, *args: Any, **options: Any) -> None:
         # Imported here: the autoreloader's parent never serves and needs none of this.
         import gevent
-        from gevent.pywsgi import WSGIServer
 
         from ...conf import get_settings
-        from ...devserver import WebSocketHandler
-        from ...hub import get_hub
+        from ...devserver import dev_server
 
         autoreload.raise_last_exception()
         if not is_patched():
@@ -99,10 +97,6 @@ class Command(StaticRunserver):
         self.stdout.write("Performing system checks...\n\n")
         self.check(display_num_errors=True)
         self.check_migrations()
-        handler = self.get_handler(*args, **options)
-        if not isinstance(handler, StaticFilesHandler):
-            # A development server: serve static files even with DEBUG off.
-            handler = StaticFilesHandler(handler)
         address = f"[{self.addr}]" if self._raw_ipv6 else self.addr
         self.stdout.write(
             f"Development server (gevent) at http://{address}:{self.port}/, "
@@ -112,8 +106,7 @@ class Command(StaticRunserver):
         # Ctrl-C is a way to stop, not an error: gevent's hub would print it before raising it.
         hub = gevent.get_hub()
         hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
-        get_hub()
-        server = WSGIServer((self.addr, int(self.port)), handler, handler_class=WebSocketHandler)
+        server = dev_server((self.addr, int(self.port)), self.get_handler(*args, **options))
         try:
             server.init_socket()
         except OSError as exc:
