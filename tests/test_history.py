@@ -52,7 +52,7 @@ def test_ids_grow_across_channels_and_replay_returns_what_came_after(redis_serve
     found = history.replay(client, "", [a, b], ids[1], 60)
     assert found.position == history.position(client, "") == ids[-1]
     assert not found.gap
-    assert found.entries == [(ids[2], a, b"m2"), (ids[3], b, b"m3"), (ids[4], a, b"m4")]
+    assert found.entries == [(ids[2], a, b"m2", True), (ids[3], b, b"m3", True), (ids[4], a, b"m4", True)]
     assert history.replay(client, "", [a, b], ids[-1], 60).entries == []
 
 
@@ -61,7 +61,7 @@ def test_one_message_on_two_channels_has_one_id_and_the_persisted_copy_stays_pla
     a, b = f"broadcast:{facility()}", f"broadcast:{facility()}"
     message_id, _ = history.publish(client, "", [a, b], b"both", length=100, seconds=60, expire=30)
     assert client.xrange(history.stream_key("", a)) == client.xrange(history.stream_key("", b)) \
-        == [(message_id.encode(), {b"m": b"both"})]
+        == [(message_id.encode(), {b"m": b"both", b"o": b"t"})]
     assert client.get(a) == client.get(b) == b"both"
     assert 0 < client.pttl(history.stream_key("", a)) <= 60_000
 

@@ -15,10 +15,10 @@ import gevent
 import redis
 from gevent.event import Event
 
-from . import history
+from . import history, wire
 from .codes import CloseCode
 from .conf import Settings
-from .hub import Hub, is_text
+from .hub import Hub
 from .metrics import CLOSE_COUNTERS, STATS
 from .redis_client import get_redis
 from .security import RateLimit
@@ -103,12 +103,12 @@ class Connection:
             return
         if message_id is not None:
             if self.floor is not None:
-                if history.parse_id(message_id) <= self.floor:
+                if wire.parse_id(message_id) <= self.floor:
                     return  # a replay has sent it already
                 self.floor = None  # ids only grow from here on: no need to compare again
             self.position = message_id
         if self.ids:
-            data = (message_id or "").encode("ascii") + b"\n" + data
+            data = wire.frame(message_id, data)
         self._enqueue(data, text)
 
     def send(self, message: str | bytes) -> None:
@@ -117,7 +117,7 @@ class Connection:
             return
         data, text = (message.encode("utf-8"), True) if isinstance(message, str) else (bytes(message), False)
         if self.ids:
-            data = b"\n" + data
+            data = wire.frame(None, data)
         self._enqueue(data, text)
 
     def _enqueue(self, data: bytes, text: bool) -> None:
@@ -291,10 +291,12 @@ class Connection:
         persist, locate = self.settings.expire > 0, self.history and self.position is None
         if not self.initial_channels or not (persist or locate):
             return
+        prefix = self.settings.prefix
         try:
             with get_redis().pipeline(transaction=False) as pipe:
                 if persist:
                     pipe.mget(self.initial_channels)
+                    pipe.mget([wire.binary_marker_key(prefix, channel) for channel in self.initial_channels])
                 if locate:
                     pipe.get(history.sequence_key(self.settings.prefix))
                 replies = pipe.execute()
@@ -308,10 +310,12 @@ class Connection:
         if not persist:
             return
         values = cast("list[bytes | None]", replies[0])
+        markers = cast("list[bytes | None]", replies[1])
         # A message published between the subscription and MGET is already queued live.
         live = {data for data, _ in self.outbox} | {data for data, _, _ in self.holding or ()}
-        persisted = [(b"\n" + value if self.ids else value, is_text(value))
-                     for value in values if value is not None and value not in live]
+        persisted = [(wire.frame(None, value) if self.ids else value, wire.persisted_is_text(value, marker))
+                     for value, marker in zip(values, markers, strict=True)
+                     if value is not None and value not in live]
         self.outbox_bytes += sum(len(value) for value, _ in persisted)
         # Older than anything that arrived live since the subscription: send them first.
         self.outbox.extendleft(reversed(persisted))
@@ -376,7 +380,7 @@ class Connection:
         entries, gap = found.entries, found.gap
         room = self.max_messages - len(self.outbox) - len(held) - 1
         size = self.max_bytes - self.outbox_bytes
-        kept: list[tuple[str, str, bytes]] = []
+        kept: list[tuple[str, str, bytes, bool]] = []
         for entry in reversed(entries):  # the newest that fit in the outbox
             size -= len(entry[2]) + 32
             if len(kept) >= room or size < 0:
@@ -384,15 +388,15 @@ class Connection:
                 break
             kept.append(entry)
         self.holding = None
-        floor = history.parse_id(found.position)
+        floor = wire.parse_id(found.position)
         if self.floor is None or floor > self.floor:
             self.floor = floor
-        if self.position is None or floor > history.parse_id(self.position):
+        if self.position is None or floor > wire.parse_id(self.position):
             self.position = found.position  # never backwards (a Redis that lost its data says 0-0)
-        for message_id, _, data in reversed(kept):
-            self._enqueue(message_id.encode("ascii") + b"\n" + data if self.ids else data, is_text(data))
+        for message_id, _, data, text in reversed(kept):
+            self._enqueue(wire.frame(message_id, data) if self.ids else data, text)
         if self.ids:
-            self._enqueue(f"@{found.position}{' gap' if gap else ''}\n".encode("ascii"), True)
+            self._enqueue(wire.position_marker(found.position, gap), True)
         elif gap:  # per socket: debug only (after a Redis restart every socket has one)
             logger.debug("a socket missed messages older than the history window")
         self._release(held)

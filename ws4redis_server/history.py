@@ -2,8 +2,9 @@
 
 Every message published through :class:`~ws4redis_server.publisher.RedisPublisher` (or by a
 socket with ``publish-*`` flags) gets an id from one Lua script that, atomically: makes the id,
-appends the message to the channel's capped Redis Stream (``WS4REDIS_HISTORY_LENGTH`` entries,
-``WS4REDIS_HISTORY_SECONDS`` seconds) and PUBLISHes it in an envelope carrying the id. Ids are
+appends the message and its opcode to the channel's capped Redis Stream
+(``WS4REDIS_HISTORY_LENGTH`` entries, ``WS4REDIS_HISTORY_SECONDS`` seconds) and PUBLISHes the
+plain message right after its notice (the id, text or binary, a receipt: see ``wire``). Ids are
 Redis Stream ids (``<milliseconds>-<sequence>``) drawn from one counter for all channels, so they
 are ordered across channels and keep increasing across a Redis restart (they follow the clock).
 
@@ -15,16 +16,18 @@ lost some of it (a gap).
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
 
-ENVELOPE = b"\x00ws4r:i:"
-_ID = re.compile(r"(\d{1,20})-(\d{1,20})\Z")
+from . import wire
+from .wire import parse_id
 
+# KEYS: the id sequence, then per channel: the channel (its persisted message), its stream, its
+# notice channel, its binary marker. ARGV: length, window (ms), expire (s), message, opcode,
+# notice before and after the id, binary marker ('' for none).
 _PUBLISH = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local now = redis.call('TIME')
@@ -42,14 +45,20 @@ local id = string.format('%.0f-%.0f', ms, seq)
 redis.call('SET', KEYS[1], id)
 local maxlen, age, expire = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local minid = string.format('%.0f', ms - age)
-local envelope = ARGV[6] .. id .. '\\0' .. ARGV[5]
+local notice = ARGV[6] .. id .. ARGV[7]
 local receivers = 0
-for i = 2, #KEYS, 2 do
-  redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', maxlen, id, 'm', ARGV[4])
+for i = 2, #KEYS, 4 do
+  redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', maxlen, id, 'm', ARGV[4], 'o', ARGV[5])
   redis.call('XTRIM', KEYS[i + 1], 'MINID', '~', minid)
   redis.call('PEXPIRE', KEYS[i + 1], age)
-  receivers = receivers + redis.call('PUBLISH', KEYS[i], envelope)
-  if expire > 0 then redis.call('SET', KEYS[i], ARGV[4], 'EX', expire) end
+  -- Adjacent, and nothing else runs in between: each hub attaches the notice to the message.
+  redis.call('PUBLISH', KEYS[i + 2], notice)
+  receivers = receivers + redis.call('PUBLISH', KEYS[i], ARGV[4])
+  if expire > 0 then
+    redis.call('SET', KEYS[i], ARGV[4], 'EX', expire)
+    if ARGV[8] ~= '' then redis.call('SET', KEYS[i + 3], ARGV[8], 'EX', expire)
+    else redis.call('DEL', KEYS[i + 3]) end
+  end
 end
 return {id, receivers}
 """
@@ -97,19 +106,12 @@ for i = 2, #KEYS do
       out[#out + 1] = i - 1
       out[#out + 1] = entry[1]
       out[#out + 1] = entry[2][2]
+      out[#out + 1] = entry[2][4] or ''
     end
   end
 end
 return out
 """
-
-
-def parse_id(value: str) -> tuple[int, int]:
-    """Returns a message id as a sortable pair; raises ValueError if it is not ``<ms>-<seq>``."""
-    match = _ID.match(value)
-    if match is None:
-        raise ValueError(f"a message id looks like 1732150000000-0, not {value[:40]!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def sequence_key(prefix: str) -> str:
@@ -122,14 +124,6 @@ def stream_key(prefix: str, channel: str) -> str:
     return f"{prefix}ws4redis:history:{channel}"
 
 
-def unwrap(data: bytes) -> tuple[str | None, bytes]:
-    """Returns (message id or None, the message as published)."""
-    if not data.startswith(ENVELOPE):
-        return None, data
-    header, _, message = data[len(ENVELOPE):].partition(b"\x00")
-    return header.decode("ascii", "replace"), message
-
-
 @functools.lru_cache(maxsize=8)
 def _scripts(client: redis.Redis) -> tuple[Any, Any]:
     """The publish and replay scripts, registered on ``client`` (one per process, as a rule)."""
@@ -137,16 +131,23 @@ def _scripts(client: redis.Redis) -> tuple[Any, Any]:
 
 
 def publish(client: redis.Redis, prefix: str, channels: Iterable[str], message: bytes, *, length: int,
-            seconds: int, expire: int = 0, wire: bytes | None = None) -> tuple[str, int]:
+            seconds: int, expire: int = 0, text: bool | None = None,
+            receipt: str | None = None) -> tuple[str, int]:
     """Publishes ``message`` on ``channels`` with a new id and keeps it in their histories (and,
-    when ``expire`` > 0, as their ws4redis persisted message). ``wire`` is what goes out on
-    pub/sub inside the id envelope, when it differs from ``message`` (a delivery receipt).
-    Returns (id, sum of PUBLISH replies); raises redis.RedisError."""
+    when ``expire`` > 0, as their ws4redis persisted message). ``text``: whether sockets get it
+    as a text frame (None: if it is UTF-8). ``receipt`` asks the hubs to count its deliveries.
+    Returns (id, sum of PUBLISH replies on ``channels``); raises redis.RedisError."""
+    if text is None:
+        text = wire.is_text(message)
     keys = [sequence_key(prefix)]
     for channel in channels:
-        keys += [channel, stream_key(prefix, channel)]
+        keys += [channel, stream_key(prefix, channel), wire.notice_channel(prefix, channel),
+                 wire.binary_marker_key(prefix, channel)]
+    before, after = wire.notice_parts(text, receipt)
+    marker = (wire.binary_marker(message, text) or b"") if expire > 0 else b""
     reply = _scripts(client)[0](
-        keys=keys, args=[length, seconds * 1000, expire, message, message if wire is None else wire, ENVELOPE])
+        keys=keys, args=[length, seconds * 1000, expire, message, wire.TEXT if text else wire.BINARY,
+                         before, after, marker])
     return reply[0].decode("ascii"), int(reply[1])
 
 
@@ -160,11 +161,12 @@ def position(client: redis.Redis, prefix: str) -> str:
 class Replay:
     """What :func:`replay` found: ``position`` (ids up to it are covered), ``gap`` (some messages
     after ``start`` may be lost: retention window passed, or Redis lost its data) and the
-    ``entries`` ``(id, channel, message)`` after ``start``, oldest first."""
+    ``entries`` ``(id, channel, message, text)`` after ``start``, oldest first (``text``: it goes
+    out as a text frame)."""
 
     position: str
     gap: bool
-    entries: list[tuple[str, str, bytes]] = field(default_factory=list)
+    entries: list[tuple[str, str, bytes, bool]] = field(default_factory=list)
 
 
 def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, seconds: int) -> Replay:
@@ -173,7 +175,9 @@ def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, se
     keys = [sequence_key(prefix)] + [stream_key(prefix, channel) for channel in channels]
     reply = _scripts(client)[1](keys=keys, args=[start, seconds * 1000])
     entries = []
-    for i in range(2, len(reply), 3):
-        entries.append((reply[i + 1].decode("ascii"), channels[int(reply[i]) - 1], reply[i + 2]))
+    for i in range(2, len(reply), 4):
+        data = reply[i + 2]
+        entries.append((reply[i + 1].decode("ascii"), channels[int(reply[i]) - 1], data,
+                        wire.entry_is_text(reply[i + 3], data)))
     entries.sort(key=lambda entry: parse_id(entry[0]))
     return Replay(reply[0].decode("ascii"), bool(reply[1]), entries)

@@ -2,6 +2,8 @@
 
 The hub subscribes to a channel when its first local listener needs it and unsubscribes after
 the last one leaves; each Redis message is fanned out in-process to the channel's listeners.
+Each channel is subscribed together with its notice channel, in one command: a message's id,
+opcode and receipt come in a notice just before it (``wire``), the message itself as published.
 A listener is any object with ``deliver(channel, data, is_text, message_id)``; delivery must not
 block. A listener with a ``resync()`` method is told when the hub has reconnected after an outage
 (it may then catch up on what it missed from the channels' histories).
@@ -29,14 +31,14 @@ import redis
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from . import history, receipts
+from . import receipts, wire
 from .channels import control_channel, parse_control
 from .conf import Settings, get_settings
 from .redis_client import get_redis, make_client
 
 logger = logging.getLogger("ws4redis_server.hub")
 
-BATCH = 1000  # channels per SUBSCRIBE / UNSUBSCRIBE command
+BATCH = 1000  # channels per SUBSCRIBE / UNSUBSCRIBE command (each with its notice channel)
 READ_TIMEOUT = 15.0  # seconds without traffic before the hub pings Redis
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 0.5  # seconds; at most 0.75 s (jitter) from Redis back to a new attempt
 YIELD_EVERY = 100  # messages the reader fans out before it lets the sockets send them
@@ -60,15 +62,6 @@ class _PubSub(redis.client.PubSub):
 
 class Listener(Protocol):
     def deliver(self, channel: str, data: bytes, is_text: bool, message_id: str | None) -> None: ...
-
-
-def is_text(data: bytes) -> bool:
-    """True if ``data`` is valid UTF-8 and may go out as a text frame."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 class Hub:
@@ -157,12 +150,13 @@ class Hub:
 
     # -- commands ------------------------------------------------------------------------------
 
-    def publish(self, channels: Iterable[str], message: bytes, expire: int = 0) -> int:
-        """Publishes ``message`` on ``channels`` (and persists it for ``expire`` seconds).
-        Returns how many hub connections received it; raises redis.RedisError."""
+    def publish(self, channels: Iterable[str], message: bytes, expire: int = 0, text: bool | None = None) -> int:
+        """Publishes ``message`` on ``channels`` (and persists it for ``expire`` seconds), to go
+        out as a text frame if ``text`` (None: if it is UTF-8). Returns how many hub connections
+        received it; raises redis.RedisError."""
         from .publisher import publish_to
 
-        return publish_to(get_redis(), channels, message, expire)
+        return publish_to(get_redis(), channels, message, expire, text=text)
 
     # -- reader --------------------------------------------------------------------------------
 
@@ -270,8 +264,12 @@ class Hub:
         pubsub = self._pubsub
         listeners = self._listeners
         stats = self.stats
+        prefix = self.settings.prefix
         pinged = False
         budget = YIELD_EVERY
+        # The last reply was a notice: (its channel, the notice). Redis sends a notice and its
+        # message back to back, so only the very next reply may use it.
+        pending: tuple[str, bytes] | None = None
         while True:
             message = pubsub.get_message(timeout=READ_TIMEOUT)
             if message is None:
@@ -282,17 +280,21 @@ class Hub:
                 pinged = True
                 continue
             pinged = False
+            notice, pending = pending, None
             kind = message["type"]
             if kind == "message":
                 channel = message["channel"].decode("utf-8", "replace")
-                stats["messages_in"] += 1
                 receivers = listeners.get(channel)
                 if receivers:
-                    message_id, data = history.unwrap(message["data"])
+                    stats["messages_in"] += 1
+                    data = message["data"]
+                    if notice is not None and notice[0] == channel:
+                        message_id, text, receipt = wire.parse_notice(notice[1])
+                    else:  # PUBLISHed by someone else (or by a publisher of 0.2.0)
+                        message_id, receipt, data = wire.unwrap_legacy(data)
+                        text = wire.is_text(data)
                     if message_id is not None:
                         self.last_id = message_id
-                    receipt, data = receipts.unwrap(data)
-                    text = is_text(data)
                     for listener in tuple(receivers):
                         listener.deliver(channel, data, text, message_id)
                     stats["deliveries"] += len(receivers)
@@ -304,8 +306,12 @@ class Hub:
                         # outboxes would take the whole burst before any socket sends a message.
                         budget = YIELD_EVERY
                         gevent.sleep(0)
-                elif channel == self.control_channel:
-                    self._on_control(message["data"])
+                elif (target := wire.notice_target(prefix, channel)) is not None:
+                    pending = (target, message["data"])
+                else:
+                    stats["messages_in"] += 1
+                    if channel == self.control_channel:
+                        self._on_control(message["data"])
             elif kind == "subscribe":
                 self._on_confirmed(message["channel"].decode("utf-8", "replace"))
 
@@ -386,10 +392,17 @@ class Hub:
                 event = self._confirmed.get(channel)
                 if event is None or event.is_set():
                     self._confirmed[channel] = Event()
+            # A channel and its notice channel in the same command: Redis never has one without
+            # the other, so every notice the hub reads is followed by its message.
+            prefix = self.settings.prefix
             for i in range(0, len(gone), BATCH):
-                pubsub.unsubscribe(*gone[i:i + BATCH])
+                pubsub.unsubscribe(*self._with_notices(prefix, gone[i:i + BATCH]))
             for i in range(0, len(new), BATCH):
-                pubsub.subscribe(*new[i:i + BATCH])
+                pubsub.subscribe(*self._with_notices(prefix, new[i:i + BATCH]))
+
+    @staticmethod
+    def _with_notices(prefix: str, channels: list[str]) -> list[str]:
+        return [name for channel in channels for name in (wire.notice_channel(prefix, channel), channel)]
 
 
 _hub: Hub | None = None

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from . import history as history_
-from . import receipts
+from . import wire
 from .channels import AUDIENCES, channel_name, check_facility
 from .conf import get_settings
 from .redis_client import get_redis
@@ -72,35 +72,53 @@ def as_bytes(message: Any) -> bytes:
 
 
 def publish_to(client: redis.Redis, channels: Iterable[str], message: bytes, expire: int = 0, *,
-               history: bool = True, receipt: str | None = None, transaction: bool = False) -> int:
+               history: bool = True, receipt: str | None = None, transaction: bool = False,
+               text: bool | None = None) -> int:
     """PUBLISHes ``message`` on each channel in one round trip, and stores it as the channel's
-    last message for ``expire`` seconds when ``expire`` > 0. With ``history`` (and
-    ``WS4REDIS_HISTORY_LENGTH`` > 0) the message gets an id and joins each channel's history,
-    all in one Lua script, which Redis runs atomically; otherwise one pipeline, in MULTI/EXEC
-    with ``transaction``. ``receipt`` asks the hubs to count its deliveries under that id.
-    Returns the sum of PUBLISH replies (subscribed hub connections, not sockets); raises
-    redis.RedisError."""
+    last message for ``expire`` seconds when ``expire`` > 0. Subscribers read exactly
+    ``message``; what the hubs need besides goes in a notice just before it (see ``wire``).
+    With ``history`` (and ``WS4REDIS_HISTORY_LENGTH`` > 0) the message gets an id and joins each
+    channel's history, all in one Lua script, which Redis runs atomically; otherwise one
+    pipeline, in MULTI/EXEC with ``transaction`` or when a notice must go with it.
+    ``receipt`` asks the hubs to count its deliveries under that id. ``text``: sockets get it as
+    a text frame (None: if it is UTF-8, ws4redis's rule). Returns the sum of PUBLISH replies on
+    ``channels`` (subscribed hub connections, not sockets); raises redis.RedisError."""
     channels = list(channels)
     if not channels:
         return 0
     settings = get_settings()
-    wire = message if receipt is None else receipts.wrap(receipt, message)
+    if text is None:
+        text = wire.is_text(message)
     if history and settings.history_length > 0:
         return history_.publish(client, settings.prefix, channels, message, length=settings.history_length,
-                                seconds=settings.history_seconds, expire=expire, wire=wire)[1]
-    with client.pipeline(transaction=transaction) as pipe:
+                                seconds=settings.history_seconds, expire=expire, text=text, receipt=receipt)[1]
+    # Without an id, a notice is needed only for a receipt or an opcode the hubs would get wrong
+    # (binary, yet UTF-8); MULTI/EXEC keeps it next to its message.
+    marker = wire.binary_marker(message, text)
+    notice = wire.notice(None, text, receipt) if receipt is not None or marker is not None else None
+    counted = []
+    with client.pipeline(transaction=transaction or notice is not None) as pipe:
         for channel in channels:
-            pipe.publish(channel, wire)
+            if notice is not None:
+                pipe.publish(wire.notice_channel(settings.prefix, channel), notice)
+            counted.append(len(pipe))
+            pipe.publish(channel, message)
             if expire > 0:
                 pipe.set(channel, message, ex=expire)  # SETEX, as ws4redis
+                marker_key = wire.binary_marker_key(settings.prefix, channel)
+                if marker is None:
+                    pipe.delete(marker_key)
+                else:
+                    pipe.set(marker_key, marker, ex=expire)
         replies = pipe.execute()
-    return sum(replies[:: 2 if expire > 0 else 1])
+    return sum(replies[i] for i in counted)
 
 
 def strip_envelopes(data: bytes) -> bytes:
-    """Returns a message read straight from Redis pub/sub as it was published: without the id
-    and delivery-receipt envelopes that the sidecar's hubs remove before sockets get it."""
-    return receipts.unwrap(history_.unwrap(data)[1])[1]
+    """Returns ``data`` read from Redis pub/sub without the id and receipt envelopes that
+    publishers of version 0.2.0 and earlier put around messages. Messages published since
+    travel as they are: nothing to strip."""
+    return wire.unwrap_legacy(data)[2]
 
 
 def _names(values: Any, what: str) -> list[Any]:
@@ -205,7 +223,7 @@ class RedisPublisher:
         if not count_deliveries:
             return publish_to(get_redis(), self.channels, data, expire, transaction=transaction)
         # Only the live copy is counted: the persisted one and the history keep the plain message.
-        message_id = receipts.new_id()
+        message_id = wire.new_receipt_id()
         publish_to(get_redis(), self.channels, data, expire, receipt=message_id, transaction=transaction)
         return message_id
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from deploy.stack import free_port
 from webapp.broadcast.models import Broadcast
 from webapp.broadcast.sending import FACILITY
-from ws4redis_server import channel_name, get_redis, get_settings, strip_envelopes
+from ws4redis_server import channel_name, get_redis, get_settings
 
 pytestmark = pytest.mark.usefixtures("no_live_broadcasts")
 
@@ -42,9 +42,8 @@ def published(pubsub: Any, timeout: float = 5) -> list[tuple[str, dict[str, Any]
     (a short wait once the first has come)."""
     found = []
     while (message := pubsub.get_message(timeout=timeout)) is not None:
-        # Ids and delivery receipts travel in envelopes that the WebSocket servers remove.
-        data = strip_envelopes(message["data"])
-        found.append((message["channel"].decode(), json.loads(data)))
+        # Exactly what was published: ids and receipts travel on companion channels.
+        found.append((message["channel"].decode(), json.loads(message["data"])))
         timeout = 0.3
     return found
 

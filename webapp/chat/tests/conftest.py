@@ -13,7 +13,6 @@ from django.contrib.auth.models import Group
 from django.test import Client, override_settings
 
 from webapp.chat.models import Room
-from ws4redis_server import strip_envelopes
 
 
 def unique(prefix: str) -> str:
@@ -78,7 +77,7 @@ def listen(redis_server: Any) -> Iterator[Callable[..., Any]]:
         def events() -> list[tuple[str, Any]]:
             received = []
             while (message := pubsub.get_message(timeout=0.3)) is not None:
-                received.append((message["channel"].decode(), json.loads(strip_envelopes(message["data"]))))
+                received.append((message["channel"].decode(), json.loads(message["data"])))
             return received
 
         pubsub.events = events

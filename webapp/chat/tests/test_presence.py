@@ -11,7 +11,6 @@ import pytest
 from webapp.chat import ratelimit
 from webapp.chat.facilities import room_channel
 from webapp.chat.presence import SNAPSHOT, Presence
-from ws4redis_server import strip_envelopes
 
 
 @pytest.fixture
@@ -30,7 +29,7 @@ def published(redis_server, room: Presence):
     def drain() -> list[dict]:
         events = []
         while (message := pubsub.get_message(timeout=0.2)) is not None:
-            events.append(json.loads(strip_envelopes(message["data"])))
+            events.append(json.loads(message["data"]))  # as published: no envelope
         return events
 
     yield drain
