@@ -21,6 +21,7 @@ from gevent.queue import Queue
 from .channels import Identity
 from .connection import INTERNAL, NORMAL, POLICY, TRY_AGAIN, Connection
 from .publisher import as_bytes
+from .transports import BinaryMessage
 
 logger = logging.getLogger("ws4redis_server.handlers")
 
@@ -89,7 +90,8 @@ class WebSocket:
         self._connection.unsubscribe(channel)
 
     def publish(self, channel: str, message: str | bytes, expire: int = 0) -> int:
-        """Publishes on the Redis ``channel`` through the process's hub."""
+        """Publishes on the Redis ``channel`` through the process's hub. Sockets get it as a text
+        frame if it is a str, or bytes that are UTF-8 (as from ``RedisPublisher``)."""
         return self._connection.hub.publish([channel], as_bytes(message), expire)
 
     def _push(self, data: bytes | None) -> None:
@@ -149,7 +151,8 @@ class RelayApp:
             return  # as in ws4redis: a socket without publish flags only listens
         connection.last_received = data
         try:
-            connection.hub.publish(self.publish, data, self.expire)
+            # Text frames stay text and binary ones binary, whatever their bytes.
+            connection.hub.publish(self.publish, data, self.expire, text=not isinstance(data, BinaryMessage))
         except Exception as exc:
             logger.warning("publish from socket failed: %s", exc)
             connection.close(TRY_AGAIN, "Redis unavailable: message not published")

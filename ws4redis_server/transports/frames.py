@@ -1,9 +1,10 @@
 """Inbound WebSocket frames, for the transports that read the socket themselves.
 
-Whole messages come out in order; a message over the size limit (1009), a text frame that is
-not UTF-8 (1007) or any protocol violation (1002) ends the stream with that code, whatever the
-bytes were: parsing never raises. Pings are answered; what must be written back is returned
-by :meth:`InboundFrames.feed`, so the caller writes it the way its server writes.
+Whole messages come out in order (a binary one as a ``BinaryMessage``); a message over the size
+limit (1009), a text frame that is not UTF-8 (1007) or any protocol violation (1002) ends the
+stream with that code, whatever the bytes were: parsing never raises. Pings are answered; what
+must be written back is returned by :meth:`InboundFrames.feed`, so the caller writes it the way
+its server writes.
 
 wsproto parses the stream. The common case, whole masked text or binary messages in one frame
 each, is taken here without it (a few operations instead of wsproto's generators, which cost
@@ -20,7 +21,7 @@ from websockets.frames import apply_mask  # C, from websockets' speedups
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from . import ConnectionClosed
+from . import BinaryMessage, ConnectionClosed
 
 TEXT, BINARY = 0x81, 0x82  # first byte of a whole text / binary message: FIN, no RSV bits
 MASKED = 0x80
@@ -71,7 +72,8 @@ class InboundFrames:
                     break
                 self._fragments.append(chunk)
                 if event.message_finished:
-                    self.messages.append(b"".join(self._fragments))
+                    whole = b"".join(self._fragments)
+                    self.messages.append(BinaryMessage(whole) if isinstance(event, BytesMessage) else whole)
                     self._fragments, self._size = [], 0
             elif isinstance(event, Ping):
                 reply += self.protocol.send(event.response())
@@ -115,7 +117,7 @@ class InboundFrames:
                     payload.decode("utf-8")
                 except UnicodeDecodeError:
                     break  # wsproto closes with 1007
-            messages.append(payload)
+            messages.append(payload if first == TEXT else BinaryMessage(payload))
             at = stop
         return at
 
