@@ -14,7 +14,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client, RequestFactory, override_settings
 
-from ws4redis_server import SELF, RedisMessage, RedisPublisher, delivery_count, get_redis, strip_envelopes
+from ws4redis_server import SELF, RedisMessage, RedisPublisher, delivery_count, get_redis
 from ws4redis_server.history import replay
 from ws4redis_server.publisher import MessageTypeError
 
@@ -52,9 +52,8 @@ class Wire:
         while len(found) < count:
             message = self.pubsub.get_message(timeout=5)
             assert message is not None, f"only {found} of {count} messages arrived"
-            # With message ids on (WS4REDIS_HISTORY_LENGTH > 0) payloads travel in an id envelope,
-            # \x00ws4r:i:<id>\x00<payload>; another change makes them plain, and then this goes.
-            found.append((message["channel"].decode(), strip_envelopes(message["data"])))
+            # Exactly the published bytes, ids on or off: what a ws4redis server forwards.
+            found.append((message["channel"].decode(), message["data"]))
         self.nothing()
         return sorted(found)
 
