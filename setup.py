@@ -18,8 +18,9 @@ VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "ws4redis_server" / "__
 INSTALL_REQUIRES = [
     "Django>=5.2,<6.2",
     # hub.py subclasses redis-py's PubSub: _reconnect(conn, error, ...) is called with the error
-    # from 7.2 on (the hub marks the connection failed there instead of letting redis-py reopen it).
-    "redis>=7.2,<9",
+    # from 7.2 on (the hub marks the connection failed there instead of letting redis-py reopen it);
+    # 7.2.0 fails a script's first run over a unix socket (NoScriptError's handler reads .port).
+    "redis>=7.2.1,<9",
     "gevent>=23.7",  # 23.7: entry points through importlib.metadata (22.10 needs pkg_resources)
     "greenlet>=2.0.1",
     "wsproto>=1.0,<2",
@@ -46,7 +47,7 @@ setup(
     packages=find_packages(include=["ws4redis_server", "ws4redis_server.*"]),
     include_package_data=False,
     package_data={
-        "ws4redis_server": ["static/ws4redis/*", "templates/ws4redis/*", "templates/ws4redis/**/*",
+        "ws4redis_server": ["static/ws4redis/*", "static/ws4redis/**/*", "templates/ws4redis/*", "templates/ws4redis/**/*",
                             "py.typed", "locale/*/LC_MESSAGES/*"],
     },
     zip_safe=False,
