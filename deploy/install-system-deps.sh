@@ -4,12 +4,14 @@
 #   libssl-dev   uWSGI's WebSocket handshake is only compiled in with OpenSSL headers
 #   nginx        the front server (deploy/nginx.conf)
 #   redis-server used when no Redis answers at REDIS_URL, and by the tests
+#   redis-sentinel  the Sentinel set-up of the tests (tests/test_sentinel.py, deploy/redis_ha.py)
 #   chromium     the browser tests (only with WITH_BROWSER=1, as `make test` sets; `make run` needs none)
 set -euo pipefail
 need=()
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 if [ "${WITH_BROWSER:-}" = 1 ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)

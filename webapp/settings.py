@@ -86,10 +86,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Sessions are read by the WebSocket loop on every handshake: keep them in Redis first
-# (the database is only the fallback), so the loop does not query the database.
+# (the database is only the fallback), so the loop does not query the database. Django's
+# RedisCache only reaches plain redis:// servers; with a redis+sentinel:// or redis+cluster://
+# REDIS_URL the cache goes through the library's client instead (ws4redis_server.cache).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": ("ws4redis_server.cache.RedisCache" if "+" in REDIS_URL.partition("://")[0]
+                    else "django.core.cache.backends.redis.RedisCache"),
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "webapp",
     }

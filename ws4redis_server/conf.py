@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from . import redis_modes
 from .security import OriginPolicy, anonymous_publish, origin_policy
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -46,6 +47,7 @@ class Settings:
     history_length: int
     history_seconds: int
     groups_cache_seconds: int
+    redis_mode: redis_modes.RedisMode = redis_modes.RedisMode(redis_modes.SINGLE)
 
 
 def _hook(name: str) -> Callable[..., Any] | None:
@@ -177,9 +179,12 @@ def _redis(connection: Any) -> tuple[str, dict[str, Any]]:
             raise ImproperlyConfigured(f"WS4REDIS_CONNECTION: {key} must be a number >= 0 or None, not {value!r}")
     options = dict(connection)
     url = options.get("url")
+    if redis_modes.is_mode_url(url):
+        return _redis_mode(options)
     if url is not None:
         if not isinstance(url, str) or urlparse(url).scheme not in ("redis", "rediss", "unix"):
-            raise ImproperlyConfigured(f"WS4REDIS_CONNECTION url must be redis://, rediss:// or unix://, not {url!r}")
+            raise ImproperlyConfigured("WS4REDIS_CONNECTION url must be redis://, rediss://, unix://, "
+                                       f"redis+sentinel:// or redis+cluster://, not {url!r}")
         decided = [key for key in _URL_DECIDES if key in options]
         if decided:
             raise ImproperlyConfigured(f"WS4REDIS_CONNECTION: give either url or {', '.join(decided)}, not both")
@@ -207,6 +212,38 @@ def _redis(connection: Any) -> tuple[str, dict[str, Any]]:
         cls(**kwargs)  # redis-py's own checks of the values; connects nowhere
     except Exception as exc:  # TypeError, ValueError, redis.RedisError, ...
         raise ImproperlyConfigured(f"WS4REDIS_CONNECTION is refused by redis-py: {exc}") from exc
+    return shown, options
+
+
+def _redis_mode(options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Checks a WS4REDIS_CONNECTION whose url is redis+sentinel:// or redis+cluster://; returns
+    it as ``_redis`` does (the url shown without its password)."""
+    url = options["url"]
+    try:
+        mode = redis_modes.parse(url)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"WS4REDIS_CONNECTION url: {exc}") from exc
+    decided = [key for key in ("host", "port", "unix_socket_path", "path", "db", "username", "password")
+               if key in options and (key in mode.options or key not in ("db", "username", "password"))]
+    if decided:
+        raise ImproperlyConfigured(f"WS4REDIS_CONNECTION: give either url or {', '.join(decided)}, not both")
+    from redis.connection import Connection
+
+    kwargs = {key: value for key, value in options.items() if key not in ("url", "max_connections")}
+    kwargs.update(mode.options)
+    if mode.kind == redis_modes.CLUSTER and kwargs.get("db", 0) != 0:
+        raise ImproperlyConfigured("WS4REDIS_CONNECTION: a Redis Cluster has only database 0, not db "
+                                   f"{kwargs['db']!r}")
+    kwargs.pop("ssl", None)
+    misplaced = sorted(key for key in kwargs if key not in _redis_parameters()[1][Connection]
+                       and not key.startswith("ssl_"))
+    if misplaced:
+        raise ImproperlyConfigured(f"WS4REDIS_CONNECTION: {', '.join(misplaced)} not supported with {mode.kind}")
+    try:
+        Connection(**{key: value for key, value in kwargs.items() if not key.startswith("ssl_")})
+    except Exception as exc:
+        raise ImproperlyConfigured(f"WS4REDIS_CONNECTION is refused by redis-py: {exc}") from exc
+    shown = redis_modes.without_password(url)
     return shown, options
 
 
@@ -248,6 +285,9 @@ def _build() -> Settings:
         raise ImproperlyConfigured(f"WS4REDIS_HEARTBEAT must be a non-empty string or None, not {heartbeat!r}")
     _no_subscriber_class()
     redis_url, redis_options = _redis(getattr(django_settings, "WS4REDIS_CONNECTION", None))
+    mode_url = redis_options.get("url")
+    redis_mode = (redis_modes.parse(mode_url) if isinstance(mode_url, str) and redis_modes.is_mode_url(mode_url)
+                  else redis_modes.RedisMode(redis_modes.SINGLE))
     rate_limit, rate_burst = _rate()
     return Settings(
         websocket_url=url,
@@ -273,6 +313,7 @@ def _build() -> Settings:
         history_length=_number("WS4REDIS_HISTORY_LENGTH", 1000, minimum=0),
         history_seconds=_number("WS4REDIS_HISTORY_SECONDS", 600, minimum=1),
         groups_cache_seconds=_number("WS4REDIS_GROUPS_CACHE_SECONDS", 300, minimum=0),
+        redis_mode=redis_mode,
     )
 
 
