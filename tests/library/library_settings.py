@@ -1,6 +1,6 @@
 """A minimal Django project for the library's tests: what ``django-admin startproject`` writes,
-plus ``ws4redis_server`` at the end of INSTALLED_APPS and the Redis the tests start. Nothing else
-is set, so the library's own defaults are what the tests see."""
+plus ``ws4redis_server`` at the end of INSTALLED_APPS, the Redis the tests start and a directory of
+static test fixtures. Nothing else is set, so the library's own defaults are what the tests see."""
 import os
 from pathlib import Path
 
@@ -50,5 +50,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = WORK / "static"
+# django-websocket-redis 0.6.0's jQuery client and jQuery, served as /static/js/... for
+# tests/library/test_ws4redis_client.py (see the LICENSE notes there).
+STATICFILES_DIRS = [Path(__file__).resolve().parent / "fixtures" / "ws4redis-0.6"]
 
 WS4REDIS_CONNECTION = {"url": os.environ["REDIS_URL"]}
