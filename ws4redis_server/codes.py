@@ -10,6 +10,8 @@ class CloseCode(IntEnum):
     NORMAL_CLOSURE = 1000
     GOING_AWAY = 1001  # the server stops or restarts: clients reconnect
     PROTOCOL_ERROR = 1002
+    NO_STATUS_RCVD = 1005  # never sent: the peer's close frame had no code
+    ABNORMAL_CLOSURE = 1006  # never sent: the connection ended without a close frame
     INVALID_DATA = 1007  # e.g. a text message that is not UTF-8
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009

@@ -1,15 +1,24 @@
-"""The loop of one socket: outbox, inbound messages, heartbeats, close codes.
+"""The gevent loop of one socket: moves bytes between its transport and its protocol core, and
+does what the core cannot do without I/O (Redis, the hub, timers, the application's greenlets).
 
-It runs in the request's greenlet (uWSGI requires ``websocket_*`` calls there) and sleeps on one
-Event, set by the transport's readability watcher, by the hub's deliveries and by sends from any
-greenlet. Each wake-up sends everything queued, then reads every complete inbound message. It
-wakes at least every ``WS4REDIS_WAKE_INTERVAL`` so the server's pings keep flowing.
+It runs in the request's greenlet (uWSGI requires its ``websocket_*`` calls there) and sleeps on
+one Event, set by the transport's readability watcher, by the hub's deliveries, by sends from
+any greenlet and by a repeating timer of ``WS4REDIS_WAKE_INTERVAL`` (the core's keepalive tick).
+Each wake-up reads what is there, hands whole messages to the application, then writes what is
+queued. The rules themselves (frames, close codes, the outbox bound, replays) are in
+``protocol.py`` and ``delivery.py``.
+
+Closing: when the peer closes or breaks a rule, the application first handles every message that
+came before (a handler gets them from ``recv()`` and may still answer); then the close frame goes
+out after everything queued; then, unless the peer's close frame came first, the loop reads (and
+drops) until it comes or ``CLOSE_TIMEOUT`` passes; then TCP is closed, with nothing left unread.
 """
 from __future__ import annotations
 
 import logging
-from collections import deque
-from typing import Protocol, cast
+import time
+from typing import Protocol as Interface
+from typing import cast
 
 import gevent
 import redis
@@ -18,29 +27,34 @@ from gevent.event import Event
 from . import history, wire
 from .codes import CloseCode
 from .conf import Settings
+from .delivery import Delivery
 from .hub import Hub
 from .metrics import CLOSE_COUNTERS, STATS
+from .protocol import Protocol, State
 from .redis_client import get_redis
-from .security import RateLimit
 from .transports import ConnectionClosed, Transport
 
 logger = logging.getLogger("ws4redis_server.connection")
 
-# Close codes (RFC 6455 section 7.4.1; SLOW_CONSUMER is private use: the outbox overflowed).
+# Close codes by their old names (handlers import them from here).
 NORMAL, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, POLICY, TOO_BIG, INTERNAL, TRY_AGAIN, SLOW_CONSUMER = (
     CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA,
     CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG, CloseCode.INTERNAL_ERROR, CloseCode.TRY_AGAIN_LATER,
     CloseCode.SLOW_CONSUMER)
-# Seconds a socket closed for overflow may take to finish its last send before it is cut.
+# Seconds a socket closed for overflow may take to finish its last write before it is cut.
 ABORT_GRACE = 5.0
 # Seconds between attempts to catch up after a hub outage while Redis is still unsteady.
 RESYNC_RETRY = 0.5
-# Codes a transport reports when it refuses the peer's data: the server closes with them.
-_SERVER_CODES = {PROTOCOL_ERROR, INVALID_DATA, TOO_BIG, POLICY}
+# Seconds a write may wait for room in the socket before the peer counts as gone.
+WRITE_TIMEOUT = 30.0
+# Seconds the closing handshake may take: the last writes, then the peer's close frame.
+CLOSE_TIMEOUT = 5.0
 
 
-class Application(Protocol):
-    """What consumes a socket's inbound messages: the pub/sub relay or a ``@websocket`` handler."""
+class Application(Interface):
+    """What consumes a socket's inbound messages: the pub/sub relay or a ``@websocket`` handler.
+    A text message is bytes, a binary one a ``BinaryMessage``. ``stop`` returns once the
+    application has handled every message it was given (or given up)."""
 
     def start(self, connection: Connection) -> None: ...
 
@@ -50,7 +64,8 @@ class Application(Protocol):
 
 
 class Connection:
-    """One socket. ``deliver`` and ``send`` may be called from any greenlet; ``run`` owns I/O."""
+    """One socket. ``deliver``, ``send`` and ``close`` may be called from any greenlet; ``run``
+    owns the I/O."""
 
     def __init__(self, transport: Transport, hub: Hub, settings: Settings, app: Application,
                  subscribe: list[str] = (), echo: bool = True,  # type: ignore[assignment]
@@ -61,94 +76,64 @@ class Connection:
         self.app = app
         self.initial_channels = list(subscribe)
         self.channels: set[str] = set()
-        self.echo = echo
-        self.last_received: bytes | None = None
-        self.outbox: deque[tuple[bytes, bool]] = deque()
-        self.outbox_bytes = 0
-        self.max_messages = settings.outbox_messages
-        self.max_bytes = settings.outbox_bytes
-        self.rate_limit = RateLimit(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
+        history_on = bool(self.initial_channels) and settings.history_length > 0
+        self.protocol = Protocol(settings.max_message_size, settings.outbox_messages, settings.outbox_bytes,
+                                 settings.rate_limit, settings.rate_burst, settings.heartbeat,
+                                 ids=ids and history_on, stats=STATS)
+        # Message history (see delivery.py): a socket with ``ids`` gets each message as
+        # ``<id>\n<message>`` and position markers; ``resume_from`` replays what it missed.
+        self.delivery = Delivery(self.protocol, echo=echo, history=history_on, ids=ids, resume_from=resume_from)
         self.finished = False
+        self.open = False
         self.wakeup = Event()
         self.readable = False
         self.ticked = False
-        self.open = False
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self._heartbeat = settings.heartbeat.encode("utf-8") if settings.heartbeat else None
-        # Message history (see history.py): a socket with ``ids`` gets each message as
-        # ``<id>\n<message>`` and position markers ``@<id>\n``; ``resume_from`` replays what it
-        # missed after that id. Every pub/sub socket catches up after a hub outage.
-        self.history = bool(self.initial_channels) and settings.history_length > 0
-        self.ids = ids and self.history
-        self.resume_from = resume_from if self.history else None
-        self.position: str | None = None  # newest id queued, or covered by a replay
-        self.floor: tuple[int, int] | None = None  # live messages up to this id were replayed
-        # (cleared by the first live message past it: the hub delivers ids in increasing order)
-        self.holding: list[tuple[bytes, bool, str | None]] | None = None  # live ones during a replay
+        self._stopped = False
+        self._overflowed = False
         self._resyncing: gevent.Greenlet | None = None
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the socket closes with, once it is closing."""
+        ending = self.protocol.ending
+        return ending[0] if ending is not None else None
+
+    @property
+    def close_reason(self) -> str:
+        ending = self.protocol.ending
+        return ending[1] if ending is not None else ""
 
     # -- called from anywhere ------------------------------------------------------------------
 
     def deliver(self, channel: str, data: bytes, text: bool, message_id: str | None = None) -> None:
-        """Queues a message from Redis. Without the echo flag, a message equal to the last one
-        this socket sent is not sent back to it (django-websocket-redis's rule)."""
-        if not self.echo and data == self.last_received:
-            return
-        holding = self.holding
-        if holding is not None:  # a replay is under way: live messages wait for it
-            holding.append((data, text, message_id))
-            if len(holding) > self.max_messages:
-                self._overflow()
-            return
-        if message_id is not None:
-            if self.floor is not None:
-                if wire.parse_id(message_id) <= self.floor:
-                    return  # a replay has sent it already
-                self.floor = None  # ids only grow from here on: no need to compare again
-            self.position = message_id
-        if self.ids:
-            data = wire.frame(message_id, data)
-        self._enqueue(data, text)
+        """Queues a message from Redis (the hub's Listener interface)."""
+        if not self.delivery.deliver(data, text, message_id):
+            self._overflow()
+        self.wakeup.set()
 
     def send(self, message: str | bytes) -> None:
-        """Queues ``message`` (str as text, bytes as binary); a no-op once the socket is closed."""
-        if self.close_code is not None:
-            return
+        """Queues ``message`` (str as text, bytes as binary); a no-op once the socket is closing."""
         data, text = (message.encode("utf-8"), True) if isinstance(message, str) else (bytes(message), False)
-        if self.ids:
-            data = wire.frame(None, data)
-        self._enqueue(data, text)
-
-    def _enqueue(self, data: bytes, text: bool) -> None:
-        if self.outbox and (len(self.outbox) >= self.max_messages
-                            or self.outbox_bytes + len(data) > self.max_bytes):
+        if not self.delivery.send(data, text):
             self._overflow()
-            return
-        self.outbox.append((data, text))
-        self.outbox_bytes += len(data)
         self.wakeup.set()
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
-        """Asks the loop to close the socket with ``code`` after sending what is queued."""
-        if self.close_code is None:
-            self.close_code, self.close_reason = code, reason
+        """Closes the socket with ``code`` after what is queued (if it is not closing already)."""
+        self.protocol.close(code, reason)
         self.wakeup.set()
 
     def _overflow(self) -> None:
-        """The peer reads slower than messages come: drop its outbox, stop its deliveries and
-        close it, so it holds no more memory than one message being sent. A send blocked on
-        the full socket is cut after ABORT_GRACE seconds."""
-        STATS["dropped_messages"] += len(self.outbox) + len(self.holding or ())
-        self.outbox.clear()
-        self.outbox_bytes = 0
-        self.holding = None
+        """The peer reads slower than messages come: the core dropped its outbox; stop its
+        deliveries, so it holds no more memory than the message being written, and cut it if
+        that write is still blocked after ABORT_GRACE seconds."""
+        if self._overflowed:
+            return
+        self._overflowed = True
         for channel in list(self.channels):
             self.unsubscribe(channel)
-        if self.close_code is None:
-            logger.info("closing a slow consumer: over %d messages or %d bytes queued",
-                        self.max_messages, self.max_bytes)
-        self.close(SLOW_CONSUMER, "slow consumer: outbox full")
+        logger.info("closing a slow consumer: over %d messages or %d bytes queued",
+                    self.settings.outbox_messages, self.settings.outbox_bytes)
         gevent.spawn_later(ABORT_GRACE, self._abort)
 
     def _abort(self) -> None:
@@ -180,34 +165,33 @@ class Connection:
             STATS["sockets_open"] += 1
             STATS["sockets_accepted"] += 1
             transport.watch(self._on_readable)
-            if self.resume_from is None:
+            if self.delivery.resume_from is None:
                 self._replay_persisted()
             if start is not None:
                 self._catch_up(start)
             self.app.start(self)
             self._serve()
-        except ConnectionClosed as exc:
-            if exc.code in _SERVER_CODES:
-                self.close(exc.code, exc.reason)
-            elif self.close_code is None:
-                self.close_code, self.close_reason = exc.code, exc.reason
+            self._close_handshake()
+        except ConnectionClosed:
+            self.protocol.receive_eof()
         except Exception:
             logger.exception("WebSocket loop failed")
-            self.close(INTERNAL, "internal error")
+            self.protocol.close(INTERNAL, "internal error")
+            try:
+                self._flush(CLOSE_TIMEOUT)
+            except Exception:  # the close frame is a courtesy here
+                pass
         finally:
             if self.open:
                 STATS["sockets_open"] -= 1
             self.open = False
-            for channel in list(self.channels):
-                self.unsubscribe(channel)
-            self.app.stop(self)
-            if self.close_code is None:
-                self.close_code = GOING_AWAY
-            counter = CLOSE_COUNTERS.get(self.close_code)
+            self._stop_app()
+            if self.protocol.ending is None:
+                self.protocol.close(GOING_AWAY)
+            counter = CLOSE_COUNTERS.get(self.close_code or 0)
             if counter is not None:
                 STATS[counter] += 1
-            self.outbox.clear()
-            transport.close(self.close_code, self.close_reason)
+            transport.close()
             self.finished = True
 
     def _on_readable(self) -> None:
@@ -219,76 +203,96 @@ class Connection:
         self.wakeup.set()
 
     def _serve(self) -> None:
-        """Sleeps on the wakeup Event. One repeating timer per socket (not a timeout on each
-        wait, which costs a timer start and cancel per wake-up) marks the wake intervals; an
-        interval without any wake-up makes the socket read and ping (keepalive)."""
+        """Sleeps on the wakeup Event until the socket is ending. One repeating timer per socket
+        (not a timeout on each wait, which costs a timer start and cancel per wake-up)."""
         interval = self.settings.wake_interval
         timer = gevent.get_hub().loop.timer(interval, interval)
         timer.start(self._on_tick)
-        busy = False
+        protocol = self.protocol
         try:
             while True:
                 self.wakeup.wait()
                 self.wakeup.clear()
-                self._flush()
-                if self.close_code is not None:
-                    return
-                idle = False
                 if self.ticked:
                     self.ticked = False
-                    idle, busy = not busy, False
-                else:
-                    busy = True
-                if self.readable or idle:
+                    protocol.tick()
+                if self.readable:
                     self.readable = False
                     self._read_all()
-                    if idle:
-                        self.transport.keepalive()
-                    self._flush()
+                self._dispatch()
+                self._flush(WRITE_TIMEOUT)
+                if protocol.ending is not None or protocol.state is not State.OPEN:
+                    return
         finally:
             timer.stop()
             timer.close()
 
-    def _flush(self) -> None:
-        outbox, send = self.outbox, self.transport.send
-        queued = len(outbox)
-        if queued > STATS["outbox_high_water"]:
-            STATS["outbox_high_water"] = queued
-        sent = 0
-        try:
-            while outbox:
-                data, text = outbox.popleft()
-                self.outbox_bytes -= len(data)
-                send(data, text)
-                sent += 1
-        finally:
-            STATS["messages_sent"] += sent
-
     def _read_all(self) -> None:
-        recv = self.transport.recv_nowait
-        limit = self.settings.max_message_size
-        rate_limit = self.rate_limit
-        while self.close_code is None:
-            data = recv()
+        """Feeds the core everything readable now (up to the end of the socket's messages)."""
+        read, protocol = self.transport.read, self.protocol
+        while protocol.ending is None:
+            data = read()
             if data is None:
                 return
-            if len(data) > limit:
-                self.close(TOO_BIG, f"message over {limit} bytes")
+            if not data:
+                protocol.receive_eof()
                 return
-            STATS["messages_received"] += 1
-            if rate_limit is not None and not rate_limit.allow():
-                self.close(POLICY, f"over {rate_limit.rate:g} messages per second")
+            protocol.receive_data(data)
+
+    def _dispatch(self) -> None:
+        messages, on_message = self.protocol.messages, self.app.on_message
+        while messages:
+            on_message(self, messages.popleft())
+
+    def _flush(self, timeout: float) -> None:
+        protocol, write = self.protocol, self.transport.write
+        while not protocol.lost:
+            data = protocol.data_to_send()
+            if not data:
                 return
-            if self._heartbeat is not None and data == self._heartbeat:
-                self.send(data.decode("utf-8"))
-                continue
-            self.app.on_message(self, data)
+            write(data, timeout)
+
+    def _stop_app(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.app.stop(self)
+
+    def _close_handshake(self) -> None:
+        """The socket is ending: the application handles what came before, then the close frame
+        goes out after what is queued, then the peer's close frame is awaited."""
+        protocol = self.protocol
+        for channel in list(self.channels):
+            self.unsubscribe(channel)
+        self._dispatch()
+        self._stop_app()  # a handler reads what is left of its messages and may answer
+        protocol.close(*(protocol.ending or (NORMAL, "")))
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        self._flush(CLOSE_TIMEOUT)
+        transport = self.transport
+        while protocol.awaiting_close and not protocol.lost:
+            left = deadline - time.monotonic()
+            if left <= 0 or not transport.wait_readable(left):
+                return
+            while protocol.awaiting_close:
+                data = transport.read()
+                if data is None:
+                    break
+                if not data:
+                    protocol.receive_eof()
+                    return
+                protocol.receive_data(data)  # dropped, but for the peer's close frame
+        # Anything the peer sent with its close frame is read, so closing sends no reset.
+        while transport.read():
+            pass
+
+    # -- Redis: persisted messages and catching up from the channels' histories ---------------
 
     def _replay_persisted(self) -> None:
         """Sends the last persisted message of each subscribed channel (ws4redis's replay). In
         the same round trip, notes the history's position: after a hub outage the socket catches
         up from there (or from the last id it got)."""
-        persist, locate = self.settings.expire > 0, self.history and self.position is None
+        delivery = self.delivery
+        persist, locate = self.settings.expire > 0, delivery.history and delivery.position is None
         if not self.initial_channels or not (persist or locate):
             return
         prefix = self.settings.prefix
@@ -298,74 +302,55 @@ class Connection:
                     pipe.mget(self.initial_channels)
                     pipe.mget([wire.binary_marker_key(prefix, channel) for channel in self.initial_channels])
                 if locate:
-                    pipe.get(history.sequence_key(self.settings.prefix))
+                    pipe.get(history.sequence_key(prefix))
                 replies = pipe.execute()
         except Exception as exc:  # Redis down: the socket still serves live messages later
             logger.debug("persisted messages unavailable: %s", exc)
             return
         if locate:
             position = replies.pop()
-            if position and self.position is None:  # a live message may have set it meanwhile
-                self.position = position.decode("ascii")
-        if not persist:
-            return
-        values = cast("list[bytes | None]", replies[0])
-        markers = cast("list[bytes | None]", replies[1])
-        # A message published between the subscription and MGET is already queued live.
-        live = {data for data, _ in self.outbox} | {data for data, _, _ in self.holding or ()}
-        persisted = [(wire.frame(None, value) if self.ids else value, wire.persisted_is_text(value, marker))
-                     for value, marker in zip(values, markers, strict=True)
-                     if value is not None and value not in live]
-        self.outbox_bytes += sum(len(value) for value, _ in persisted)
-        # Older than anything that arrived live since the subscription: send them first.
-        self.outbox.extendleft(reversed(persisted))
-        if persisted:
+            delivery.located(position.decode("ascii") if position else None)
+        if persist:
+            delivery.persisted(cast("list[bytes | None]", replies[0]), cast("list[bytes | None]", replies[1]))
             self.wakeup.set()
 
-    # -- catching up from the channels' histories --------------------------------------------
-
     def _start_position(self) -> str | None:
-        """Returns the id after which this socket must get every message: the one it resumes
-        from, or (with ids) the current position read before subscribing; None for none. Live
+        """Returns the id after which this socket must get every message (None: none); live
         messages are held from now until the replay is queued."""
-        if not self.history or not (self.ids or self.resume_from):
+        delivery = self.delivery
+        if not delivery.needs_start:
             return None
-        start = self.resume_from
+        start = delivery.resume_from
         if start is None:
             try:
                 start = history.position(get_redis(), self.settings.prefix)
             except redis.RedisError as exc:  # Redis down: live messages only, once it is back
                 logger.debug("no history position: %s", exc)
                 return None
-        self.holding = []
-        self.position = start  # what it has, or will have once the replay is queued
+        delivery.begin(start)
         return start
 
     def resync(self) -> None:
         """Called by the hub when it has reconnected after an outage: catches up on what was
         published meanwhile (the hub calls it before reading the new connection)."""
-        if not self.history or not self.open or self.close_code is not None:
+        if not self.open or self.close_code is not None:
             return
         if self._resyncing is not None and not self._resyncing.dead:
             return  # already catching up: it retries until the hub stays connected
-        start = self.position or self.hub.last_id
-        if start is None:
-            return
-        if self.holding is None:
-            self.holding = []
-        self._resyncing = gevent.spawn(self._resync, start)
+        start = self.delivery.resync_start(self.hub.last_id)
+        if start is not None:
+            self._resyncing = gevent.spawn(self._resync, start)
 
     def _resync(self, start: str) -> None:
-        while self.close_code is None and self.holding is not None:
+        while self.close_code is None and self.delivery.holding is not None:
             if self.hub.wait_subscribed(list(self.channels), self.settings.subscribe_timeout) \
                     and self._catch_up(start, retry=True):
                 return
             gevent.sleep(RESYNC_RETRY)  # Redis went away again: wait for the next reconnection
 
     def _catch_up(self, start: str, retry: bool = False) -> bool:
-        """Queues the messages of this socket's channels after ``start`` (oldest first), then the
-        live messages held meanwhile that are newer, and with ids the position marker
-        ``@<id>\n`` (``@<id> gap\n`` if some messages after ``start`` are no longer kept)."""
+        """Reads the messages of this socket's channels after ``start`` and queues them (see
+        Delivery.caught_up). Returns False if Redis failed."""
         settings = self.settings
         try:
             found = history.replay(get_redis(), settings.prefix, sorted(self.channels), start,
@@ -374,36 +359,12 @@ class Connection:
             if retry:
                 return False
             logger.warning("cannot replay missed messages: %s", exc)
-            self._release(self.holding or [])
-            return False
-        held = self.holding or []
-        entries, gap = found.entries, found.gap
-        room = self.max_messages - len(self.outbox) - len(held) - 1
-        size = self.max_bytes - self.outbox_bytes
-        kept: list[tuple[str, str, bytes, bool]] = []
-        for entry in reversed(entries):  # the newest that fit in the outbox
-            size -= len(entry[2]) + 32
-            if len(kept) >= room or size < 0:
-                gap = True
-                break
-            kept.append(entry)
-        self.holding = None
-        floor = wire.parse_id(found.position)
-        if self.floor is None or floor > self.floor:
-            self.floor = floor
-        if self.position is None or floor > wire.parse_id(self.position):
-            self.position = found.position  # never backwards (a Redis that lost its data says 0-0)
-        for message_id, _, data, text in reversed(kept):
-            self._enqueue(wire.frame(message_id, data) if self.ids else data, text)
-        if self.ids:
-            self._enqueue(wire.position_marker(found.position, gap), True)
-        elif gap:  # per socket: debug only (after a Redis restart every socket has one)
-            logger.debug("a socket missed messages older than the history window")
-        self._release(held)
-        return True
-
-    def _release(self, held: list[tuple[bytes, bool, str | None]]) -> None:
-        """Delivers the live messages held during a replay (those it did not cover)."""
-        self.holding = None
-        for data, text, message_id in held:
-            self.deliver("", data, text, message_id)
+            caught_up, ok = False, self.delivery.release()
+        else:
+            caught_up, ok = True, self.delivery.caught_up(found)
+            if found.gap and not self.delivery.ids:  # per socket: debug only (a Redis restart gives every one)
+                logger.debug("a socket missed messages older than the history window")
+        if not ok:
+            self._overflow()
+        self.wakeup.set()
+        return caught_up

@@ -35,7 +35,7 @@ class WebSocketHandler(WSGIHandler):
         def make_transport(environ: dict[str, Any], settings: Any) -> DevTransport:
             self.status = "101 Switching Protocols"
             self.close_connection = True
-            return DevTransport(sock, environ, settings.max_message_size)
+            return DevTransport(sock, environ)
 
         self.result = serve(self.environ, start_response, make_transport)
         if responded:

@@ -20,8 +20,8 @@ from gevent.queue import Queue
 
 from .channels import Identity
 from .connection import INTERNAL, NORMAL, POLICY, TRY_AGAIN, Connection
+from .protocol import BinaryMessage
 from .publisher import as_bytes
-from .transports import BinaryMessage
 
 logger = logging.getLogger("ws4redis_server.handlers")
 
@@ -61,18 +61,18 @@ class WebSocket:
         return self._connection.open and self._connection.close_code is None
 
     def recv(self) -> str | bytes | None:
-        """Returns the next message (str if valid UTF-8, else bytes), or None once the peer
-        has gone or the socket is closing."""
+        """Returns the next message: str for a text message, bytes for a binary one (whatever
+        its bytes); None once the peer has gone or the socket is closing. The messages that
+        arrived before the peer closed (or broke the protocol) come first."""
         if self._ended:
             return None
         message = self._inbox.get()
         if message is None:
             self._ended = True
             return None
-        try:
-            return message.decode("utf-8")
-        except UnicodeDecodeError:
-            return message
+        if isinstance(message, BinaryMessage):
+            return bytes(message)
+        return message.decode("utf-8")  # the core checked it: a text message is UTF-8
 
     def send(self, message: str | bytes) -> None:
         """Sends ``message`` (str as text, bytes as binary); callable from any greenlet of the
@@ -149,7 +149,7 @@ class RelayApp:
     def on_message(self, connection: Connection, data: bytes) -> None:
         if not self.publish:
             return  # as in ws4redis: a socket without publish flags only listens
-        connection.last_received = data
+        connection.delivery.last_received = data
         try:
             # Text frames stay text and binary ones binary, whatever their bytes.
             connection.hub.publish(self.publish, data, self.expire, text=not isinstance(data, BinaryMessage))

@@ -63,4 +63,4 @@ gevent.spawn(report_forever, get_hub())
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    return serve(environ, start_response, lambda env, settings: UwsgiTransport(env, settings.max_message_size))
+    return serve(environ, start_response, lambda env, settings: UwsgiTransport(env))

@@ -14,3 +14,11 @@ def echo(ws: WebSocket) -> None:
             return
         ws.send(f"{number}. {message}")
     ws.send("Goodbye!")
+
+
+@websocket
+def raw_echo(ws: WebSocket) -> None:
+    """Send back every message as it came, text as text and binary as binary, until the peer
+    closes (the conformance tests' handler)."""
+    while (message := ws.recv()) is not None:
+        ws.send(message)

@@ -3,4 +3,7 @@ from django.urls import path
 
 from . import handlers
 
-urlpatterns = [path("", handlers.echo, name="echo-ws")]
+urlpatterns = [
+    path("", handlers.echo, name="echo-ws"),
+    path("raw/", handlers.raw_echo, name="echo-raw-ws"),
+]

@@ -1,27 +1,30 @@
-"""Transports: the small interface between a socket loop and a WebSocket server.
+"""Transports: how a socket loop reaches the bytes of one WebSocket connection.
 
-A transport completes the handshake (``accept``), reports readability through a callback
-(``watch``), returns whole inbound messages without blocking (``recv_nowait``: bytes, a
-:class:`BinaryMessage` for a binary one, or None when none is ready), sends (``send``), closes
-with a code (``close``), or cuts the connection (``abort``). ``ConnectionClosed`` is raised once
-the peer has gone. Implementations: uWSGI (production) and gevent.pywsgi + wsproto
-(``manage.py runserver``).
+A transport completes the opening handshake (``accept``), reports readability through a
+callback (``watch``), reads what is there without blocking (``read``: bytes, b"" once the peer
+has gone, None when nothing is ready), writes (``write``, blocking only the calling greenlet),
+waits for more (``wait_readable``), closes TCP once the closing handshake is over (``close``)
+or cuts the connection (``abort``). Frames are the protocol core's business
+(``ws4redis_server.protocol``); a transport moves bytes. Implementations: uWSGI (production)
+and gevent.pywsgi (``manage.py runserver``), both over the connection's file descriptor.
 """
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import gevent
+import gevent.socket
 
-class BinaryMessage(bytes):
-    """The bytes of a message that came in binary frames (plain bytes: text frames). A bytes
-    subclass, so everything that takes a message takes it; the relay publishes it as binary."""
+from ..protocol import BinaryMessage
 
-    __slots__ = ()
+READ_SIZE = 65536
 
 
 class ConnectionClosed(Exception):
-    """The peer closed the socket, or the connection broke."""
+    """The connection broke (a write failed or timed out)."""
 
     def __init__(self, code: int = 1006, reason: str = "") -> None:
         super().__init__(f"connection closed ({code}{': ' + reason if reason else ''})")
@@ -48,13 +51,82 @@ class Transport(Protocol):
 
     def watch(self, on_readable: Callable[[], None]) -> None: ...
 
-    def recv_nowait(self) -> bytes | None: ...
+    def read(self) -> bytes | None: ...
 
-    def send(self, data: bytes, is_text: bool) -> None: ...
+    def write(self, data: bytes, timeout: float) -> None: ...
 
-    def keepalive(self) -> None: ...
+    def wait_readable(self, timeout: float) -> bool: ...
 
-    def close(self, code: int, reason: str) -> None: ...
+    def close(self) -> None: ...
 
     def abort(self) -> None:
-        """Cuts the connection at once, failing a send blocked on it."""
+        """Cuts the connection at once, failing a write blocked on it."""
+
+
+class FdTransport:
+    """The shared part: a non-blocking file descriptor, read and written from the gevent loop.
+    Subclasses set ``fd`` in ``accept``."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self._watcher: Any = None
+        # The last read emptied the socket: nothing to read until the watcher fires again.
+        self._drained = False
+
+    def watch(self, on_readable: Callable[[], None]) -> None:
+        def readable() -> None:
+            self._drained = False
+            on_readable()
+
+        self._watcher = gevent.get_hub().loop.io(self.fd, 1)
+        self._watcher.start(readable)
+
+    def read(self) -> bytes | None:
+        if self._drained:
+            return None  # a read now would only fail with EAGAIN
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            self._drained = True
+            return None
+        except OSError:
+            return b""
+        # A short read took all the socket had (the watcher is level-triggered: it fires again
+        # for anything that arrives later).
+        self._drained = 0 < len(data) < READ_SIZE
+        return data
+
+    def write(self, data: bytes, timeout: float) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                try:
+                    view = view[os.write(self.fd, view):]
+                except BlockingIOError:
+                    gevent.socket.wait_write(self.fd, timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionClosed(1006, f"write failed: {exc}") from exc
+
+    def wait_readable(self, timeout: float) -> bool:
+        try:
+            gevent.socket.wait_read(self.fd, timeout)
+        except (OSError, TimeoutError):
+            return False
+        self._drained = False
+        return True
+
+    def unwatch(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            try:
+                with socket.socket(fileno=os.dup(self.fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+__all__ = ["BinaryMessage", "ConnectionClosed", "FdTransport", "Transport", "first_subprotocol"]
