@@ -274,3 +274,98 @@ def test_any_valid_sequence_of_frames_is_echoed(name: str, request: pytest.Fixtu
     except TimeoutError:
         pytest.fail("the server did not end the connection after the closing handshake")
     raw.sock.close()
+
+
+# -- permessage-deflate (WS4REDIS_COMPRESSION) ---------------------------------------------------
+
+@pytest.fixture(scope="module", params=SERVERS)
+def compressing(request: pytest.FixtureRequest, redis_server):  # noqa: ANN001, ANN201
+    """A stack, or a runserver, of its own with WS4REDIS_COMPRESSION on."""
+    if request.param == "stack":
+        from deploy.stack import Stack, free_port
+        from tests.clients import all_workers
+        from tests.fixtures import WORK
+
+        env = {"WS_WORKERS": "1", "DJANGO_WORKERS": "1", "WS4REDIS_COMPRESSION": "1"}
+        with Stack(free_port(), redis_server.url, run_dir=WORK / "run-compression", static_root=WORK / "static",
+                   env=env, nginx_workers=1) as running:
+            all_workers(running, "websocket")
+            yield running
+        return
+    from deploy.stack import free_port
+    from tests.fixtures import DevServer
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("WS4REDIS_COMPRESSION", "1")
+    try:
+        running = DevServer(free_port()).start()
+    finally:
+        patch.undo()
+    yield running
+    running.stop()
+
+
+def test_compression_is_negotiated_and_messages_come_back(compressing) -> None:  # noqa: ANN001
+    text = "compressible " * 500
+    with connect(compressing.ws_url + ECHO, timeout=60) as ws:
+        assert ws.response.headers["Sec-WebSocket-Extensions"].startswith("permessage-deflate")
+        for message in [text, text.encode(), "", b"", "héllo", bytes(range(256)) * 40]:
+            ws.send(message)
+            echoed = ws.recv(timeout=10)
+            assert echoed == message and type(echoed) is type(message)
+
+
+def test_compressed_fragmented_messages_with_pings_between(compressing) -> None:  # noqa: ANN001
+    with connect(compressing.ws_url + ECHO, timeout=60) as ws:
+        pongs = []
+
+        def fragments():  # noqa: ANN202
+            for number in range(20):
+                yield f"fragment {number} " * 50
+                pongs.append(ws.ping(str(number).encode()))
+
+        ws.send(fragments())
+        assert ws.recv(timeout=10) == "".join(f"fragment {number} " * 50 for number in range(20))
+        assert all(pong.wait(10) for pong in pongs)
+        ws.send([b"\x00" * 30000, b"\x01" * 30000])  # inflates to 60,000 bytes: under the limit
+        assert ws.recv(timeout=10) == b"\x00" * 30000 + b"\x01" * 30000
+
+
+@pytest.mark.parametrize("offer", [
+    "permessage-deflate; client_no_context_takeover; server_no_context_takeover",
+    "permessage-deflate; client_max_window_bits=9; server_max_window_bits=10",
+])
+def test_negotiated_parameters_are_honoured(compressing, offer: str) -> None:  # noqa: ANN001
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+    params = dict(part.strip().partition("=")[::2] for part in offer.split(";")[1:])
+    factory = ClientPerMessageDeflateFactory(
+        server_no_context_takeover="server_no_context_takeover" in params,
+        client_no_context_takeover="client_no_context_takeover" in params,
+        server_max_window_bits=int(params["server_max_window_bits"]) if "server_max_window_bits" in params else None,
+        client_max_window_bits=int(params["client_max_window_bits"]) if "client_max_window_bits" in params else None)
+    with connect(compressing.ws_url + ECHO, timeout=60, compression=None, extensions=[factory]) as ws:
+        answer = ws.response.headers["Sec-WebSocket-Extensions"]
+        for name in params:
+            assert name in answer
+        for number in range(5):
+            message = f"message {number} " * 200
+            ws.send(message)
+            assert ws.recv(timeout=10) == message
+
+
+def test_a_compressed_message_that_inflates_past_the_limit_closes_with_1009(compressing) -> None:  # noqa: ANN001
+    from websockets.exceptions import ConnectionClosed
+
+    with connect(compressing.ws_url + ECHO, timeout=60) as ws:
+        ws.send(b"\x00" * (LIMIT + 1))  # a few hundred bytes on the wire
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1009
+
+
+def test_without_an_offer_nothing_is_compressed(compressing) -> None:  # noqa: ANN001
+    with connect(compressing.ws_url + ECHO, timeout=60, compression=None) as ws:
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        ws.send("plain")
+        assert ws.recv(timeout=10) == "plain"

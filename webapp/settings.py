@@ -133,6 +133,8 @@ WS4REDIS_HEARTBEAT = "--heartbeat--"
 # Seconds between the server's pings to an idle socket (environment: for tests).
 WS4REDIS_WAKE_INTERVAL = float(os.environ.get("WS4REDIS_WAKE_INTERVAL", "20"))
 WS4REDIS_PREFIX = os.environ.get("WS4REDIS_PREFIX") or None
+# permessage-deflate for clients that offer it (off by default; environment: for tests).
+WS4REDIS_COMPRESSION = os.environ.get("WS4REDIS_COMPRESSION") == "1"
 # Pages of other sites may not open sockets here: the default allows ALLOWED_HOSTS (any port)
 # and CSRF_TRUSTED_ORIGINS; WS4REDIS_ALLOWED_ORIGINS would replace that list.
 # Only the pub/sub demo page lets visitors who are not logged in publish from their socket.

@@ -47,6 +47,7 @@ class Settings:
     history_length: int
     history_seconds: int
     groups_cache_seconds: int
+    compression: bool
     redis_mode: redis_modes.RedisMode = redis_modes.RedisMode(redis_modes.SINGLE)
 
 
@@ -262,6 +263,14 @@ def _max_connections(options: dict[str, Any]) -> int:
     return value
 
 
+def _compression() -> bool:
+    """WS4REDIS_COMPRESSION: negotiate permessage-deflate with clients that offer it."""
+    value = getattr(django_settings, "WS4REDIS_COMPRESSION", False)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"WS4REDIS_COMPRESSION must be True or False, not {value!r}")
+    return value
+
+
 def _no_subscriber_class() -> None:
     value = getattr(django_settings, "WS4REDIS_SUBSCRIBER", None)
     if value is not None:
@@ -313,6 +322,7 @@ def _build() -> Settings:
         history_length=_number("WS4REDIS_HISTORY_LENGTH", 1000, minimum=0),
         history_seconds=_number("WS4REDIS_HISTORY_SECONDS", 600, minimum=1),
         groups_cache_seconds=_number("WS4REDIS_GROUPS_CACHE_SECONDS", 300, minimum=0),
+        compression=_compression(),
         redis_mode=redis_mode,
     )
 

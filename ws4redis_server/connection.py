@@ -26,6 +26,7 @@ from gevent.event import Event
 
 from . import history, wire
 from .codes import CloseCode
+from .compression import Deflate
 from .conf import Settings
 from .delivery import Delivery
 from .hub import Hub
@@ -69,7 +70,10 @@ class Connection:
 
     def __init__(self, transport: Transport, hub: Hub, settings: Settings, app: Application,
                  subscribe: list[str] = (), echo: bool = True,  # type: ignore[assignment]
-                 ids: bool = False, resume_from: str | None = None) -> None:
+                 ids: bool = False, resume_from: str | None = None,
+                 compression: tuple[str, Deflate] | None = None) -> None:
+        """``compression``: the ``Sec-WebSocket-Extensions`` answer and the socket's
+        permessage-deflate, when negotiated (``compression.negotiate``)."""
         self.transport = transport
         self.hub = hub
         self.settings = settings
@@ -79,7 +83,9 @@ class Connection:
         history_on = bool(self.initial_channels) and settings.history_length > 0
         self.protocol = Protocol(settings.max_message_size, settings.outbox_messages, settings.outbox_bytes,
                                  settings.rate_limit, settings.rate_burst, settings.heartbeat,
-                                 ids=ids and history_on, stats=STATS)
+                                 ids=ids and history_on, stats=STATS,
+                                 deflate=compression[1] if compression else None)
+        self.extensions = compression[0] if compression else None
         # Message history (see delivery.py): a socket with ``ids`` gets each message as
         # ``<id>\n<message>`` and position markers; ``resume_from`` replays what it missed.
         self.delivery = Delivery(self.protocol, echo=echo, history=history_on, ids=ids, resume_from=resume_from)
@@ -160,7 +166,7 @@ class Connection:
             self.subscribe(channel)
         try:
             self.hub.wait_subscribed(self.initial_channels, self.settings.subscribe_timeout)
-            transport.accept()
+            transport.accept(self.extensions)
             self.open = True
             STATS["sockets_open"] += 1
             STATS["sockets_accepted"] += 1

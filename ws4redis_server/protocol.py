@@ -26,13 +26,18 @@ from __future__ import annotations
 import codecs
 import enum
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from websockets.frames import apply_mask  # C, from websockets' speedups
 
 from . import wire
 from .codes import CloseCode
+
+if TYPE_CHECKING:
+    from .compression import Deflate
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _DATA = (CONT, TEXT, BINARY)
@@ -59,6 +64,7 @@ class Protocol:
     """One server-side WebSocket connection, from the opening handshake's end to its close.
 
     ``send`` may be called from any greenlet; everything else from the socket's own loop.
+    ``deflate``: permessage-deflate as negotiated in the handshake (``compression.negotiate``).
     ``heartbeat`` is answered and sent as ``\n<heartbeat>`` on a socket with ``ids`` (every
     message of such a socket has an id line; the JavaScript client reads it as a heartbeat).
     ``stats`` is a dict of counters to add to (``messages_received``, ``messages_sent``,
@@ -68,8 +74,11 @@ class Protocol:
     def __init__(self, max_message_size: int, outbox_messages: int = 20_000, outbox_bytes: int = 4 << 20,
                  rate: float | None = None, burst: float = 0.0, heartbeat: str | None = None,
                  ids: bool = False, stats: dict[str, int] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, deflate: Deflate | None = None) -> None:
         self.max_message_size = max_message_size
+        self.deflate = deflate
+        # A compressed frame may be a little larger than what it inflates to.
+        self._max_frame = max_message_size + (max_message_size >> 6) + 1024 if deflate else max_message_size
         self.max_messages = outbox_messages
         self.max_bytes = outbox_bytes
         self.heartbeat = heartbeat.encode("utf-8") if heartbeat else None
@@ -96,6 +105,7 @@ class Protocol:
         self._message: list[bytes] | None = None  # fragments of the message in progress
         self._message_opcode = TEXT
         self._message_size = 0
+        self._compressed = False
         self._decoder: codecs.IncrementalDecoder | None = None
         # Keepalive: traffic since the last tick, and an unanswered ping.
         self._received = self._sent = False
@@ -216,7 +226,11 @@ class Protocol:
         while outbox and size < CHUNK:
             opcode, payload = outbox.popleft()
             self.outbox_bytes -= len(payload)
-            frames.append(_header(opcode, len(payload)))
+            if opcode <= BINARY and self.deflate is not None:
+                payload = self.deflate.compress(payload, opcode == TEXT)
+                frames.append(_header(0x40 | opcode, len(payload)))
+            else:
+                frames.append(_header(opcode, len(payload)))
             frames.append(payload)
             size += len(payload) + 2
             if opcode <= BINARY:
@@ -294,7 +308,7 @@ class Protocol:
             if masked:
                 payload = apply_mask(payload, data[stop - length - 4:stop - length])
             at = stop
-            self._frame(first & 0x80, first & 0x0F, payload)
+            self._frame(first & 0x80, first & 0x0F, payload, first & 0x40)
         self._pending, self._have = [], 0
         return end
 
@@ -303,7 +317,9 @@ class Protocol:
         opcode = first & 0x0F
         if (short == 126 and length < 126) or (short == 127 and (length < 65536 or length >> 63)):
             return CloseCode.PROTOCOL_ERROR, "payload length not in its shortest form"
-        if first & 0x70:
+        if first & 0x70 and (first & 0x70 != 0x40 or self.deflate is None or opcode not in (TEXT, BINARY)):
+            if self.deflate is not None and first & 0x70 == 0x40:
+                return CloseCode.PROTOCOL_ERROR, "RSV1 on a continuation or control frame"
             return CloseCode.PROTOCOL_ERROR, "reserved bits set without an extension"
         if not masked:
             return CloseCode.PROTOCOL_ERROR, "unmasked frame from a client"
@@ -311,13 +327,18 @@ class Protocol:
             return CloseCode.PROTOCOL_ERROR, "continuation frame without a message in progress"
         if opcode in (TEXT, BINARY) and self._message is not None:
             return CloseCode.PROTOCOL_ERROR, "new message before the last one's final fragment"
-        if opcode in _DATA and (self._message_size if opcode == CONT else 0) + length > self.max_message_size:
-            return CloseCode.MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes"
+        if opcode in _DATA:
+            if first & 0x40 or (opcode == CONT and self._compressed):
+                too_big = length > self._max_frame  # checked once inflated
+            else:
+                too_big = (self._message_size if opcode == CONT else 0) + length > self.max_message_size
+            if too_big:
+                return CloseCode.MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes"
         return None
 
-    def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
+    def _frame(self, fin: int, opcode: int, payload: bytes, compressed: int = 0) -> None:
         if opcode == TEXT or opcode == BINARY:
-            if fin:
+            if fin and not compressed:
                 if opcode == TEXT:
                     try:
                         payload.decode("utf-8")
@@ -329,10 +350,21 @@ class Protocol:
                     self._message_done(BinaryMessage(payload))
                 return
             self._message, self._message_opcode, self._message_size = [], opcode, 0
+            self._compressed = bool(compressed)
             self._decoder = codecs.getincrementaldecoder("utf-8")() if opcode == TEXT else None
             opcode = CONT
         if opcode == CONT:
             assert self._message is not None
+            if self._compressed:
+                assert self.deflate is not None
+                try:
+                    payload = self.deflate.inflate(payload, self.max_message_size - self._message_size, bool(fin))
+                except zlib.error:
+                    self._fail(CloseCode.INVALID_DATA, "invalid compressed data")
+                    return
+                except ValueError:  # compression.TooBig
+                    self._fail(CloseCode.MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes")
+                    return
             if self._decoder is not None:
                 try:
                     self._decoder.decode(payload, final=bool(fin))

@@ -21,6 +21,7 @@ import gevent
 
 from .channels import GROUPS_CHANGED
 from .codes import CloseCode
+from .compression import Deflate, negotiate
 from .conf import Settings, get_settings
 from .connection import GOING_AWAY, Connection
 from .handlers import HandlerApp, RelayApp
@@ -76,14 +77,17 @@ def groups_changed(usernames: list[str]) -> int:
     return count
 
 
-def connection_for(plan: Plan, transport: Transport, settings: Settings) -> Connection:
-    """Returns the Connection that serves ``plan`` over ``transport``."""
+def connection_for(plan: Plan, transport: Transport, settings: Settings,
+                   compression: tuple[str, Deflate] | None = None) -> Connection:
+    """Returns the Connection that serves ``plan`` over ``transport`` (with permessage-deflate
+    if ``compression`` was negotiated)."""
     if plan.handler is not None:
         app: Any = HandlerApp(plan.handler, plan.request, plan.identity, plan.args, plan.kwargs)
-        return Connection(transport, get_hub(), settings, app)
+        return Connection(transport, get_hub(), settings, app, compression=compression)
     return Connection(transport, get_hub(), settings, RelayApp(plan.publish, settings.expire),
                       subscribe=plan.subscribe, echo=plan.flags.echo,
-                      ids=plan.flags.ids or plan.resume_from is not None, resume_from=plan.resume_from)
+                      ids=plan.flags.ids or plan.resume_from is not None, resume_from=plan.resume_from,
+                      compression=compression)
 
 
 def error_response(error: HandshakeError, start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -107,7 +111,8 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
             plan = plan_socket(environ, settings)
         except HandshakeError as error:
             return error_response(error, start_response)
-        connection = connection_for(plan, make_transport(environ, settings), settings)
+        compression = negotiate(environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")) if settings.compression else None
+        connection = connection_for(plan, make_transport(environ, settings), settings, compression)
         username = follows_groups(plan)
         if username is not None:
             _group_sockets.setdefault(username, set()).add(connection)

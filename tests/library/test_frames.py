@@ -7,7 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import Opcode, RsvBits
 
+from ws4redis_server import wire
+from ws4redis_server.compression import negotiate
 from ws4redis_server.protocol import BinaryMessage, Protocol
 
 LIMIT = 300  # bytes: small, so that some messages go over it
@@ -55,9 +59,9 @@ frames = st.one_of(
 )
 
 
-def reference(chunks: list[bytes]) -> tuple[list[bytes], int | None, list[bytes]]:
+def reference(chunks: list[bytes], protocol: Connection | None = None) -> tuple[list[bytes], int | None, list[bytes]]:
     """wsproto's reading: (messages, close code or None, pong payloads)."""
-    protocol = Connection(ConnectionType.SERVER)
+    protocol = protocol or Connection(ConnectionType.SERVER)
     messages: list[bytes] = []
     pongs: list[bytes] = []
     fragments: list[bytes] = []
@@ -84,8 +88,8 @@ def reference(chunks: list[bytes]) -> tuple[list[bytes], int | None, list[bytes]
     return messages, None, pongs
 
 
-def ours(chunks: list[bytes]) -> tuple[list[bytes], int | None, list[bytes]]:
-    protocol = Protocol(LIMIT)
+def ours(chunks: list[bytes], protocol: Protocol | None = None) -> tuple[list[bytes], int | None, list[bytes]]:
+    protocol = protocol or Protocol(LIMIT)
     for chunk in chunks:
         protocol.receive_data(chunk)
     pongs = [payload for opcode, payload in protocol.outbox if opcode == 0xA]
@@ -128,3 +132,70 @@ def test_a_frame_split_byte_by_byte() -> None:
     for byte in message:
         protocol.receive_data(bytes([byte]))
     assert list(protocol.messages) == [b"3:0" * 50, b"4:1"]
+
+
+# -- with permessage-deflate: against wsproto's own PerMessageDeflate ------------------------------
+
+OFFER = "permessage-deflate; client_max_window_bits"
+
+
+class _Client:
+    client = True
+
+
+compressed_messages = st.lists(st.tuples(
+    st.sampled_from(["text", "binary", "plain", "garbage", "rsv1-continuation"]),
+    st.one_of(st.text(max_size=80).map(str.encode), st.binary(max_size=80), st.just(b"a" * 2000)),
+    st.lists(st.integers(0, 60), max_size=3),  # where its compressed payload is cut into fragments
+    st.booleans(),  # a ping after it
+), max_size=8)
+
+
+def compressed_stream(messages: list) -> bytes:
+    """The frames of ``messages``, compressed as a client with context takeover would."""
+    client = PerMessageDeflate()
+    client.finalize(negotiate(OFFER)[0])
+    out = b""
+    for kind, data, cuts, ping in messages:
+        if kind == "plain":  # uncompressed, as a client may send any message
+            out += frame(0x81 if wire.is_text(data) else 0x82, data)
+            continue
+        if kind == "garbage":  # short: a compressed frame far over the limit is refused on its header
+            out += frame(0xC2, b"\xff" + data[:80])
+            continue
+        text = kind == "text" and wire.is_text(data)
+        _, payload = client.frame_outbound(_Client(), Opcode.TEXT if text else Opcode.BINARY,
+                                           RsvBits(False, False, False), data, True)
+        points = sorted({min(cut, len(payload)) for cut in cuts})
+        pieces = [payload[a:b] for a, b in zip([0, *points], [*points, len(payload)], strict=True)]
+        for index, piece in enumerate(pieces):
+            first = (0x40 | (0x1 if text else 0x2)) if index == 0 else 0x0
+            if index and kind == "rsv1-continuation":
+                first |= 0x40
+            out += frame(first | (0x80 if index == len(pieces) - 1 else 0), piece)
+        if ping:
+            # Not between its fragments: wsproto 1.3.2 then passes the rest of the message on
+            # still compressed (the ping's frame resets its "this message is compressed" state);
+            # the core's answer there is tested in test_protocol.py and, against websockets'
+            # client, in tests/test_conformance.py.
+            out += frame(0x89, b"p")
+    return out
+
+
+def reference_deflate(chunks: list[bytes]) -> tuple[list[bytes], int | None, list[bytes]]:
+    extension = PerMessageDeflate()
+    extension.accept(OFFER)
+    return reference(chunks, Connection(ConnectionType.SERVER, extensions=[extension]))
+
+
+def ours_deflate(chunks: list[bytes]) -> tuple[list[bytes], int | None, list[bytes]]:
+    return ours(chunks, Protocol(LIMIT, deflate=negotiate(OFFER)[1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(compressed_messages, st.lists(st.integers(0, 3000), max_size=6))
+def test_compressed_streams_parse_as_wsproto_does(messages: list, cuts: list[int]) -> None:
+    chunks = split([compressed_stream(messages)], cuts)
+    if ours_deflate(chunks) != reference_deflate(chunks):
+        chunks.append(b"\x00" * 512)  # as above: a frame cut at the end of the stream
+    assert ours_deflate(chunks) == reference_deflate(chunks)

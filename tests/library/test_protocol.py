@@ -3,12 +3,16 @@ directly: no socket, no uWSGI, no Redis. What the server writes is read back by 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import Opcode, RsvBits
 
 from ws4redis_server import wire
+from ws4redis_server.compression import negotiate
 from ws4redis_server.delivery import Delivery
 from ws4redis_server.history import Replay
 from ws4redis_server.protocol import BinaryMessage, Protocol, State
@@ -470,3 +474,106 @@ def test_live_messages_held_beyond_the_outbox_bound_close_with_4000() -> None:
     assert item.deliver(b"1", True, "1-0") and item.deliver(b"2", True, "2-0")
     assert not item.deliver(b"3", True, "3-0")
     assert item.protocol.overflowed and item.holding is None
+
+
+# -- permessage-deflate ------------------------------------------------------------------------
+
+def deflating(offer: str = "permessage-deflate; client_max_window_bits", **kwargs) -> tuple[Protocol, Any]:  # noqa: ANN003
+    """A protocol with the compression negotiated for ``offer``, and the client's side of it."""
+    answer, deflate = negotiate(offer)
+    client = PerMessageDeflate()
+    client.finalize(answer)
+    return new(deflate=deflate, **kwargs), client
+
+
+class _Client:
+    client = True
+
+
+def deflated(client: Any, opcode: int, data: bytes) -> bytes:
+    """A whole message's payload as the client compresses it."""
+    _, payload = client.frame_outbound(_Client(), Opcode(opcode), RsvBits(False, False, False), data, True)
+    return payload
+
+
+def compressed(client: Any, first: int, data: bytes) -> bytes:
+    """A whole message as the client compresses it, in one frame with RSV1."""
+    return frame(first | 0x40, deflated(client, first & 0x0F, data))
+
+
+def test_negotiation_answers_the_first_acceptable_offer() -> None:
+    assert negotiate(None) is None and negotiate("x-webkit-deflate-frame") is None
+    # The server always compresses each message on its own (server_no_context_takeover).
+    assert negotiate("permessage-deflate")[0] == "permessage-deflate; server_no_context_takeover"
+    assert negotiate("permessage-deflate; client_max_window_bits")[0] == \
+        "permessage-deflate; client_max_window_bits=15; server_no_context_takeover"
+    assert negotiate("permessage-deflate; server_max_window_bits=8, permessage-deflate; client_no_context_takeover; "
+                     "server_max_window_bits=10")[0] == \
+        "permessage-deflate; client_no_context_takeover; server_max_window_bits=10; server_no_context_takeover"
+    assert negotiate("permessage-deflate; client_max_window_bits=x") is None
+
+
+def test_compressed_messages_both_ways() -> None:
+    protocol, client = deflating()
+    for data in [b"hello hello hello", "é".encode() * 300, b""]:
+        protocol.receive_data(compressed(client, 0x81, data))
+    protocol.receive_data(compressed(client, 0x82, b"\x00" * 900))
+    assert list(protocol.messages) == [b"hello hello hello", "é".encode() * 300, b"", b"\x00" * 900]
+    assert type(protocol.messages[3]) is BinaryMessage
+    protocol.send(b"x" * 900, text=True)
+    data = protocol.data_to_send()
+    assert data[0] == 0xC1 and len(data) < 100  # FIN, RSV1, text; compressed
+    reader = Connection(ConnectionType.CLIENT, extensions=[client])
+    reader.receive_data(data)
+    assert [event.data for event in reader.events()] == ["x" * 900]
+
+
+def test_a_compressed_message_in_fragments_with_a_ping_between() -> None:
+    protocol, client = deflating()
+    payload = deflated(client, 0x1, "fragmented é ".encode() * 40)
+    protocol.receive_data(frame(0x41, payload[:3]) + frame(0x89, b"p") + frame(0x00, payload[3:10])
+                          + frame(0x80, payload[10:]))
+    assert list(protocol.messages) == ["fragmented é ".encode() * 40]
+    assert sent(protocol) == [("pong", b"p")]
+
+
+def test_a_compressed_message_inflating_past_the_limit_closes_with_1009() -> None:
+    protocol, client = deflating()
+    bomb = compressed(client, 0x82, b"\x00" * 1_000_000)
+    assert len(bomb) < 2000
+    protocol.receive_data(bomb)
+    assert protocol.ending == (1009, f"message over {LIMIT} bytes") and not protocol.messages
+
+
+def test_invalid_deflate_data_closes_with_1007() -> None:
+    protocol, _ = deflating()
+    protocol.receive_data(frame(0xC1, b"\xff\xff\xff\xff not deflate"))
+    assert protocol.ending[0] == 1007
+
+
+def test_rsv1_on_a_continuation_or_without_negotiation_closes_with_1002() -> None:
+    protocol, _ = deflating()
+    protocol.receive_data(frame(0x01, b"a") + frame(0xC0, b"b"))
+    assert protocol.ending == (1002, "RSV1 on a continuation or control frame")
+    protocol = new()
+    protocol.receive_data(frame(0xC1, b"a"))
+    assert protocol.ending == (1002, "reserved bits set without an extension")
+
+
+def test_client_no_context_takeover_starts_each_message_afresh() -> None:
+    protocol, client = deflating("permessage-deflate; client_no_context_takeover")
+    for _ in range(3):
+        protocol.receive_data(compressed(client, 0x81, b"same words again " * 10))
+    assert list(protocol.messages) == [b"same words again " * 10] * 3
+
+
+def test_a_broadcast_compresses_to_the_same_bytes_for_every_socket() -> None:
+    (first, _), (second, _) = deflating(), deflating()
+    message = b"the same news for everyone " * 20
+    for protocol in (first, second):
+        protocol.send(message, text=True)
+        protocol.send(message, text=True)  # no context kept: the same bytes again
+    out = first.data_to_send()
+    assert out == second.data_to_send()
+    half = len(out) // 2
+    assert out[:half] == out[half:]

@@ -1,6 +1,7 @@
 """Transports: how a socket loop reaches the bytes of one WebSocket connection.
 
-A transport completes the opening handshake (``accept``), reports readability through a
+A transport completes the opening handshake (``accept``, answering the negotiated extensions
+if any), reports readability through a
 callback (``watch``), reads what is there without blocking (``read``: bytes, b"" once the peer
 has gone, None when nothing is ready), writes (``write``, blocking only the calling greenlet),
 waits for more (``wait_readable``), closes TCP once the closing handshake is over (``close``)
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 import gevent
 import gevent.socket
+from wsproto.utilities import generate_accept_token
 
 from ..protocol import BinaryMessage
 
@@ -47,7 +49,7 @@ def first_subprotocol(environ: dict[str, Any]) -> str | None:
 
 
 class Transport(Protocol):
-    def accept(self) -> None: ...
+    def accept(self, extensions: str | None = None) -> None: ...
 
     def watch(self, on_readable: Callable[[], None]) -> None: ...
 
@@ -61,6 +63,24 @@ class Transport(Protocol):
 
     def abort(self) -> None:
         """Cuts the connection at once, failing a write blocked on it."""
+
+
+def handshake_response(environ: dict[str, Any], extensions: str | None) -> bytes:
+    """The 101 that completes the handshake of ``environ``'s request (checked by the handshake
+    module), answering the first offered subprotocol and ``extensions``."""
+    key = environ["HTTP_SEC_WEBSOCKET_KEY"].strip().encode("ascii")
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {generate_accept_token(key).decode('ascii')}",
+    ]
+    protocol = first_subprotocol(environ)
+    if protocol:
+        lines.append(f"Sec-WebSocket-Protocol: {protocol}")
+    if extensions:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
 class FdTransport:
@@ -129,4 +149,4 @@ class FdTransport:
                 pass
 
 
-__all__ = ["BinaryMessage", "ConnectionClosed", "FdTransport", "Transport", "first_subprotocol"]
+__all__ = ["BinaryMessage", "ConnectionClosed", "FdTransport", "Transport", "first_subprotocol", "handshake_response"]

@@ -8,9 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from wsproto.utilities import generate_accept_token
-
-from . import FdTransport, first_subprotocol
+from . import FdTransport, handshake_response
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds the 101 may wait for room in the socket
 
@@ -21,20 +19,10 @@ class DevTransport(FdTransport):
         self.sock = sock
         self.environ = environ
 
-    def accept(self) -> None:
+    def accept(self, extensions: str | None = None) -> None:
         self.fd = self.sock.fileno()
         os.set_blocking(self.fd, False)  # gevent's sockets are; the loop relies on it
-        key = self.environ["HTTP_SEC_WEBSOCKET_KEY"].strip().encode("ascii")
-        lines = [
-            "HTTP/1.1 101 Switching Protocols",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Accept: {generate_accept_token(key).decode('ascii')}",
-        ]
-        protocol = first_subprotocol(self.environ)
-        if protocol:
-            lines.append(f"Sec-WebSocket-Protocol: {protocol}")
-        self.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"), HANDSHAKE_TIMEOUT)
+        self.write(handshake_response(self.environ, extensions), HANDSHAKE_TIMEOUT)
 
     def close(self) -> None:
         self.unwatch()

@@ -17,7 +17,9 @@ from typing import Any
 
 import uwsgi
 
-from . import ConnectionClosed, FdTransport, first_subprotocol
+from . import ConnectionClosed, FdTransport, first_subprotocol, handshake_response
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds our own 101 may wait for room in the socket
 
 
 class UwsgiTransport(FdTransport):
@@ -25,7 +27,14 @@ class UwsgiTransport(FdTransport):
         super().__init__()
         self.environ = environ
 
-    def accept(self) -> None:
+    def accept(self, extensions: str | None = None) -> None:
+        if extensions:
+            # uWSGI's handshake cannot answer extensions: the 101 is ours, written where uWSGI
+            # would write its own (nginx's uwsgi_pass passes it on the same way).
+            self.fd = uwsgi.connection_fd()
+            os.set_blocking(self.fd, False)
+            self.write(handshake_response(self.environ, extensions), HANDSHAKE_TIMEOUT)
+            return
         # uWSGI echoes a list of offered subprotocols as it came; a client accepts only one.
         protocol = first_subprotocol(self.environ)
         try:
