@@ -7,4 +7,5 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("pubsub/", views.pubsub, name="pubsub"),
     path("pubsub/publish/", views.publish, name="publish"),
+    path("favicon.ico", views.favicon, name="favicon"),
 ]

@@ -1,6 +1,7 @@
 """The home page (links to every demo) and the pub/sub demo page of the JS client."""
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
@@ -20,6 +21,12 @@ MAX_DEMO_MESSAGE = 1000
 
 def index(request: HttpRequest) -> HttpResponse:
     return render(request, "home/index.html", {"demos": DEMOS})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask every site for /favicon.ico: nginx serves it from the static files; under
+    runserver, or another front server, this sends them there."""
+    return redirect(static("favicon.ico"), permanent=True)
 
 
 @ensure_csrf_cookie

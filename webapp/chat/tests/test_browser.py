@@ -176,3 +176,14 @@ def test_a_page_catches_up_after_its_socket_drops(stack, new_page, make_user, ro
     expect(message(page, "and after")).to_be_visible()
     assert ids_in_order(page) == list(rooms.public.messages.values_list("id", flat=True))
     page.screenshot(path=artifacts_dir / "chat-caught-up.png")
+
+
+def test_a_message_of_spaces_only_is_answered_with_an_error(new_page, make_user, rooms) -> None:
+    page = new_page(make_user())
+    open_room(page, rooms.public.slug)
+    send(page, "   ")
+    expect(page.locator("#chat-error")).to_have_text("Write a message first: spaces alone are not sent.")
+    expect(page.locator(".chat-message")).to_have_count(0)
+    send(page, "now with words")
+    expect(message(page, "now with words")).to_be_visible()
+    expect(page.locator("#chat-error")).to_be_hidden()

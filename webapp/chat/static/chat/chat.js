@@ -178,7 +178,11 @@ async function post(event) {
   event.preventDefault();
   const input = form.elements.message;
   const text = input.value;
-  if (!text.trim()) return;
+  if (!text.trim()) {
+    showError("Write a message first: spaces alone are not sent.");
+    input.focus();
+    return;
+  }
   const body = new FormData(form);
   input.value = "";
   try {
