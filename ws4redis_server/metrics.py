@@ -59,6 +59,8 @@ HELP = {
     "outages": "Redis outages seen",
     "redis_connected": "1 if the worker's pub/sub connection to Redis is up",
 }
+# When the worker wrote its figures (seconds, and milliseconds for the live page's rates).
+TIMESTAMPS = {"updated", "updated_ms"}
 CLOSE_COUNTERS = {4000: "closed_slow_consumer", 1008: "closed_rate_limit", 1009: "closed_too_big",
                   1007: "closed_invalid_data", 1002: "closed_protocol_error"}
 
@@ -79,8 +81,9 @@ def report_forever(hub: Any) -> None:
     until :func:`forget`."""
     key = key_prefix() + worker_name()
     while not _stopped:
+        now = time.time()
         figures = {**STATS, **{name: hub.stats[name] for name in HUB_STATS},
-                   "redis_connected": int(hub.connected), "updated": int(time.time())}
+                   "redis_connected": int(hub.connected), "updated": int(now), "updated_ms": int(now * 1000)}
         try:
             with get_redis().pipeline(transaction=False) as pipe:
                 pipe.hset(key, mapping=figures)  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ def stats_json(request: HttpRequest) -> JsonResponse:
     totals: dict[str, int] = {}
     for figures in workers.values():
         for name, value in figures.items():
-            if name != "updated":
+            if name not in metrics.TIMESTAMPS:
                 totals[name] = max(totals.get(name, 0), value) if name == "outbox_high_water" \
                     else totals.get(name, 0) + value
     return JsonResponse({"time": time.time(), "workers": workers, "totals": totals})
