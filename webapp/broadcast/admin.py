@@ -16,9 +16,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.formats import time_format
+from django.utils.html import format_html
 
 from .models import Audience, Broadcast
-from .sending import NotSendable, deliveries, send, withdraw
+from .sending import SETTLING, NotSendable, delivery_state, send, withdraw
 
 # Changing these on a sent broadcast leaves open pages with the old copy until it is re-sent.
 PUBLISHED_FIELDS = {"message", "level", "audience", "users", "groups", "expires_at"}
@@ -100,11 +102,22 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     @admin.display(description="sockets reached")
     def sockets_reached(self, obj: Broadcast) -> Any:
+        """The count of the last copy, "still counting" while workers may add to it, then
+        "final" with the time of the last count."""
         try:
-            count = deliveries(obj)
+            state = delivery_state(obj)
         except redis.RedisError:
             return "unknown (Redis unreachable)"
-        return "—" if count is None else count
+        if state is None:
+            return "—"
+        if not state.final:
+            return format_html('<span class="delivery" data-state="counting" title="{}">{} '
+                               "<small>· still counting</small></span>", f"Reload in {SETTLING} s for the final count",
+                               state.count)
+        when = (f"last counted {time_format(timezone.localtime(state.last_counted), 'H:i:s')}"
+                if state.last_counted else "no open page received it")
+        return format_html('<span class="delivery" data-state="final">{} <small>· final, {}</small></span>',
+                           state.count, when)
 
     def _send(self, request: HttpRequest, broadcasts: Iterable[Broadcast]) -> None:
         """Sends each broadcast, and tells the user which were sent and why others were not."""

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from ws4redis_server import RedisPublisher, delivery_count, get_redis
+from ws4redis_server import RedisPublisher, delivery_count, get_redis, receipts
 
 from .models import Audience, Broadcast
 
 FACILITY = "broadcast"
+# Seconds after the send, and after the count last grew, during which more deliveries may still
+# be counted: each WebSocket worker adds its own every 0.2 s, and a large fan-out takes a while.
+SETTLING = 5
 _DELETE_IF_UNCHANGED = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
@@ -87,3 +91,31 @@ def deliveries(broadcast: Broadcast) -> int | None:
     if not broadcast.receipt_id:
         return None
     return delivery_count(broadcast.receipt_id)
+
+
+@dataclass(frozen=True)
+class DeliveryState:
+    """How many sockets received a broadcast's last copy, and whether that can still change."""
+
+    count: int
+    last_counted: datetime | None  # when a worker last added to the count (None: nothing yet)
+    final: bool
+
+
+def delivery_state(broadcast: Broadcast, now: datetime | None = None) -> DeliveryState | None:
+    """Returns the delivery count of ``broadcast``'s last copy and whether it is final (no send
+    nor count for SETTLING seconds), None if it was never sent; raises redis.RedisError."""
+    if not broadcast.receipt_id or broadcast.sent_at is None:
+        return None
+    now = now or timezone.now()
+    key = receipts.KEY + broadcast.receipt_id
+    with get_redis().pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        pipe.pttl(key)
+        count, ttl_ms = pipe.execute()
+    last_counted = None
+    if count is not None and ttl_ms > 0:
+        # Each count renews the counter's expiry to receipts.TTL: the time left tells its age.
+        last_counted = now - timedelta(milliseconds=receipts.TTL * 1000 - ttl_ms)
+    settled_since = max(broadcast.sent_at, last_counted or broadcast.sent_at)
+    return DeliveryState(int(count or 0), last_counted, now - settled_since >= timedelta(seconds=SETTLING))

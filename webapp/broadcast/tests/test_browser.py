@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -12,7 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from webapp.broadcast.models import Broadcast
-from webapp.broadcast.sending import send
+from webapp.broadcast.sending import SETTLING, send
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_live_broadcasts")]
 
@@ -147,3 +149,26 @@ def test_deleting_a_broadcast_takes_its_banner_down(open_page, send_from_admin, 
     wait_until_listening(page)
     expect(banner(page, kept)).to_be_visible()
     expect(banner(page, deleted)).to_have_count(0)
+
+
+def test_the_admin_says_whether_the_delivery_count_is_final(open_page, admin_page, artifacts_dir) -> None:
+    pages = [open_page(), open_page("/pubsub/")]
+    admin_page.set_viewport_size({"width": 1600, "height": 600})  # the whole list, its last column included
+    message = f"Counted ({uuid4().hex[:6]})"
+    save_in_admin(admin_page, message)  # then the list, at once
+    for page in pages:
+        expect(banner(page, message)).to_be_visible(timeout=5000)
+    reached = admin_page.locator("#result_list tr", has_text=message).locator(".delivery")
+    expect(reached).to_have_attribute("data-state", "counting")
+    expect(reached).to_contain_text("still counting")
+    admin_page.screenshot(path=str(artifacts_dir / "broadcast-admin-counting.png"))
+    # Final SETTLING seconds after the send and the last count; the list says so once reloaded.
+    deadline = time.monotonic() + SETTLING + 30
+    while reached.get_attribute("data-state") != "final":
+        assert time.monotonic() < deadline, "the count never became final"
+        admin_page.wait_for_timeout(500)
+        admin_page.reload()
+    expect(reached).to_have_text(re.compile(r"^2 · final, last counted \d\d:\d\d:\d\d$"))
+    admin_page.screenshot(path=str(artifacts_dir / "broadcast-admin-final.png"))
+    admin_page.locator("#result_list a", has_text=message).click()
+    expect(admin_page.locator(".field-sockets_reached .delivery")).to_have_attribute("data-state", "final")
