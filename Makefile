@@ -18,7 +18,7 @@ export PYTHONUNBUFFERED := 1
 
 ## run: set everything up, then serve the site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)
 run: $(VENV)/.site
-	$(PY) -m deploy.stack run --port $(PORT)
+	@$(PY) -m deploy.stack run --port $(PORT)
 
 ## test: the library's own tests (tests/library, LIBRARY_PYTEST_ARGS), then the site's suite
 ## against real Redis, uWSGI, nginx, Chromium (PYTEST_ARGS). Both run; either failing fails.
@@ -59,24 +59,25 @@ system-deps:
 
 # The site: system packages (no browser), the venv, the site's pins and the library in editable mode.
 $(VENV)/.site: setup.py pyproject.toml requirements/site.txt deploy/install-system-deps.sh
-	bash deploy/install-system-deps.sh
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "Installing requirements/site.txt and the library (-e .) into $(VENV); the first time uWSGI is compiled (about a minute). Log: $(INSTALL_LOG)"
+	@echo "Checking the system packages (deploy/install-system-deps.sh)"
+	@bash deploy/install-system-deps.sh
+	@test -x $(PY) || { echo "Creating the virtual environment $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "Installing requirements/site.txt and the library (-e .) into $(VENV): about a minute the first time (uWSGI is compiled). Log: $(INSTALL_LOG)"
 	@$(PIP) --upgrade pip > $(INSTALL_LOG) 2>&1 || { tail -40 $(INSTALL_LOG); exit 1; }
 	@# The whole project was once packaged as django-ws4redis-c10k; the library is its own now.
 	@$(PY) -m pip uninstall --quiet --yes django-ws4redis-c10k >> $(INSTALL_LOG) 2>&1 || true
 	@$(PIP) -e . -r requirements/site.txt >> $(INSTALL_LOG) 2>&1 || { tail -40 $(INSTALL_LOG); exit 1; }
-	touch $@
+	@touch $@
 
 $(VENV)/.test: $(VENV)/.site requirements/test.txt
 	@echo "Installing requirements/test.txt into $(VENV). Log: $(INSTALL_LOG)"
 	@$(PIP) -r requirements/test.txt >> $(INSTALL_LOG) 2>&1 || { tail -40 $(INSTALL_LOG); exit 1; }
-	touch $@
+	@touch $@
 
 $(VENV)/.bench: $(VENV)/.site requirements/bench.txt
 	@echo "Installing requirements/bench.txt into $(VENV). Log: $(INSTALL_LOG)"
 	@$(PIP) -r requirements/bench.txt >> $(INSTALL_LOG) 2>&1 || { tail -40 $(INSTALL_LOG); exit 1; }
-	touch $@
+	@touch $@
 
 venv: $(VENV)/.site
 

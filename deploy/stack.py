@@ -3,6 +3,10 @@ uWSGI from deploy/uwsgi.ini (Django + WebSocket instances) and nginx from deploy
 
     python -m deploy.stack run [--port 8000]     # what `make run` does; Ctrl-C stops everything
 
+It refuses to start when the port is taken or the run directory (run/) belongs to a stack still
+running (deploy/running.py), and records the site it serves in run/stack.json for the demo
+commands.
+
 The tests and the benchmarks use :class:`Stack` and :class:`RedisServer` the same way.
 Every process started here is stopped by its PID.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import itertools
 import os
 import shutil
 import signal
@@ -18,10 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
+from deploy import running
 from ws4redis_server.testing.redis_server import RedisServer as LibraryRedisServer
 from ws4redis_server.testing.redis_server import free_port as free_port
 
@@ -159,13 +168,15 @@ class Stack:
         return env
 
     def render_nginx(self) -> Path:
-        """Writes deploy/nginx.conf with this stack's paths and port into the run directory."""
-        text = (DEPLOY / "nginx.conf").read_text()
+        """Writes deploy/nginx.conf with this stack's paths and port into the run directory; the
+        template's note on its placeholders gives way to a line naming the template."""
+        text = _without_placeholder_note((DEPLOY / "nginx.conf").read_text())
         for name, value in {"RUN_DIR": self.run_dir, "DEPLOY_DIR": DEPLOY, "PORT": self.port,
                             "STATIC_ROOT": self.static_root, "NGINX_WORKERS": self.nginx_workers}.items():
             text = text.replace(f"${{{name}}}", str(value))
         path = self.run_dir / "nginx.conf"
-        path.write_text(text)
+        path.write_text(f"# Rendered by deploy/stack.py from {DEPLOY / 'nginx.conf'}: edit that file, not this one.\n"
+                        + text)
         return path
 
     def start(self) -> Stack:
@@ -229,50 +240,146 @@ class Stack:
         self.stop()
 
 
-def manage(*args: str, env: dict[str, str] | None = None) -> None:
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, check=True)
+def _without_placeholder_note(text: str) -> str:
+    """Returns nginx.conf's text without the paragraphs of its opening comment that speak of
+    ``${...}`` placeholders: in a rendered file they are filled in."""
+    lines = text.splitlines(keepends=True)
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+    paragraphs: list[list[str]] = [[]]
+    for line in header:
+        paragraphs[-1].append(line)
+        if line.strip() == "#":
+            paragraphs.append([])
+    kept = [paragraph for paragraph in paragraphs if not any("${" in line for line in paragraph)]
+    return "".join(itertools.chain(*kept, lines[len(header):]))
 
 
-def run(port: int) -> None:
-    """Sets up and serves the site until Ctrl-C or SIGTERM, then stops what it started."""
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    own_redis = None
-    if not redis_answers(redis_url):
-        parsed = urlparse(redis_url)
-        if parsed.hostname not in ("127.0.0.1", "localhost"):
-            sys.exit(f"No Redis answers at {redis_url}; start it or set REDIS_URL.")
-        print(f"No Redis answers at {redis_url}: starting redis-server on port {parsed.port or 6379}")
-        own_redis = RedisServer(parsed.port or 6379, private_dir("ws4r-redis-")).start()
-    env = dict(os.environ, REDIS_URL=redis_url)
-    manage("migrate", "--noinput", "-v", "0", env=env)
-    manage("collectstatic", "--noinput", "-v", "0", env=env)
-    run_dir = ROOT / "run"
-    static_root = Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles"))
-    stack = Stack(port, redis_url, run_dir=run_dir, static_root=static_root)
-    stopping = []
+class StepFailed(Exception):
+    """A step of ``run`` failed; the message says what and where its log is."""
 
-    def stop(*_: object) -> None:
-        stopping.append(True)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+class Steps:
+    """Prints numbered steps with their durations, one line each: ``[2/5] Migrating ... 1.3 s``."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.number = 0
+
+    @contextmanager
+    def __call__(self, what: str) -> Iterator[None]:
+        self.number += 1
+        print(f"[{self.number}/{self.total}] {what} ...", end=" ", flush=True)
+        started = time.monotonic()
+        try:
+            yield
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            raise
+        except BaseException:
+            print("failed", flush=True)
+            raise
+        print(f"{time.monotonic() - started:.1f} s", flush=True)
+
+
+def manage(*args: str, env: dict[str, str] | None = None, log: Path | None = None) -> None:
+    """Runs ``manage.py *args``; with ``log``, its output goes there and a failure raises
+    StepFailed with the log's last lines."""
+    command = [sys.executable, str(ROOT / "manage.py"), *args]
+    if log is None:
+        subprocess.run(command, cwd=ROOT, env=env, check=True)
+        return
+    with open(log, "ab") as out:
+        done = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise StepFailed(f"manage.py {args[0]} exited with {done.returncode}\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    text = "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    return f"--- last lines of {log} ---\n{text}"
+
+
+def _page_answers(url: str) -> bool:
+    """True once ``url`` answers without a server error (Django has loaded behind nginx)."""
     try:
-        stack.start()
-        print(f"\nServing on {stack.http_url}/  (logs in {run_dir}/; Ctrl-C stops everything)\n")
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def run(port: int, run_dir: Path = ROOT / "run") -> int:
+    """Sets up and serves the site until Ctrl-C or SIGTERM, then stops what it started. Prints
+    one line per step; returns the exit status (1: refused, a step failed or a server died)."""
+    problem = running.refusal(port, run_dir)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 1
+    setup_log = run_dir / "setup.log"
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    static_root = Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles"))
+    env = dict(os.environ, REDIS_URL=redis_url, STATIC_ROOT=str(static_root))
+    stack = Stack(port, redis_url, run_dir=run_dir, static_root=static_root)
+    own_redis: RedisServer | None = None
+    steps = Steps(5)
+    # SIGTERM stops it as Ctrl-C does, whichever step it is in.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    status = 0
+    try:
+        parsed = urlparse(redis_url)
+        if redis_answers(redis_url):
+            with steps(f"Redis: using the one at {redis_url}"):
+                pass
+        elif parsed.hostname not in ("127.0.0.1", "localhost"):
+            print(f"No Redis answers at {redis_url}; start it or set REDIS_URL.", file=sys.stderr)
+            return 1
+        else:
+            with steps(f"Redis: none at {redis_url}, starting redis-server on port {parsed.port or 6379}"):
+                own_redis = RedisServer(parsed.port or 6379, private_dir("ws4r-redis-")).start()
+        with steps(f"Migrating the database (log: {running.relative(setup_log)})"):
+            manage("migrate", "--noinput", "-v", "1", env=env, log=setup_log)
+        with steps(f"Collecting static files into {running.relative(static_root)}"):
+            manage("collectstatic", "--noinput", "-v", "1", env=env, log=setup_log)
+        uwsgi_log = running.relative(run_dir / "uwsgi.log")
+        with steps(f"Starting uWSGI: Django and WebSocket instances (log: {uwsgi_log})"):
+            stack.start_uwsgi()
+        with steps(f"Starting nginx on 127.0.0.1:{port}; waiting for the home page"):
+            stack.start_nginx()
+            wait_for(lambda: _page_answers(f"{stack.http_url}/"), 60, "The home page", run_dir / "uwsgi.log")
+        running.record_site(run_dir, port)
+        print(f"\nServing on {stack.http_url}/  (logs in {running.relative(run_dir)}/; Ctrl-C stops everything)\n")
         for page in PAGES:
             print(f"  {stack.http_url}{page}")
         print(f"  WebSockets: {stack.ws_url}/ws/<facility>?subscribe-broadcast  and  {stack.ws_url}/ws/echo/")
-        sys.stdout.flush()
-        while not stopping:
-            if stack.uwsgi.poll() is not None or stack.nginx.poll() is not None:
-                print(f"A server stopped unexpectedly; see {run_dir}/uwsgi.log and nginx-error.log", file=sys.stderr)
-                break
+        print(f"\nDemos from the checkout: .venv/bin/python manage.py gameoflife  (or testecho; "
+              f"they find this site by {running.relative(run_dir / running.RECORD)})", flush=True)
+        while stack.uwsgi.poll() is None and stack.nginx.poll() is None:
             time.sleep(0.5)
+        print(f"A server stopped unexpectedly; see {run_dir}/uwsgi.log and nginx-error.log", file=sys.stderr)
+        status = 1
+    except (StepFailed, RuntimeError) as exc:  # RuntimeError: a server did not come up (which, and its log)
+        print(exc, file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print()
     finally:
-        print("Stopping nginx, uWSGI" + (" and redis-server" if own_redis else ""))
-        stack.stop()
+        # A second Ctrl-C must not cut the stopping short and leave servers behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        running.forget_site(run_dir)
+        started = [name for name, process in (("uWSGI", stack.uwsgi), ("nginx", stack.nginx)) if process]
         if own_redis is not None:
-            own_redis.stop()
+            started.append("redis-server")
+        if started:
+            print(f"Stopping {', '.join(started)} ...", end=" ", flush=True)
+            stopping = time.monotonic()
+            stack.stop()
+            if own_redis is not None:
+                own_redis.stop()
+            print(f"{time.monotonic() - stopping:.1f} s")
+    return status
 
 
 def main() -> None:
@@ -280,9 +387,11 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="set up and serve the site")
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+    run_parser.add_argument("--run-dir", type=Path, default=ROOT / "run",
+                            help="sockets, pid files and logs (default: run/ in the checkout)")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.port)
+        sys.exit(run(args.port, args.run_dir.resolve()))
 
 
 if __name__ == "__main__":
