@@ -6,6 +6,11 @@ times waits DELAY seconds, sends ``Spam?`` / ``Eggs!`` / ``Python.`` and reads t
 then reads ``Goodbye!``. With the defaults (10,000 clients, DELAY 60) every client is connected
 between the 120th and the 180th second. ``run_testecho`` returns an :class:`EchoReport`; its
 ``ok`` is true only if every client saw the exact transcript.
+
+Ctrl-C stops a run early: the load processes ignore SIGINT (they are started with it ignored, so
+a terminal's Ctrl-C reaches only the parent), close their clients when told, and report what
+they had; ``run_testecho`` prints the summary so far and raises :class:`Interrupted`, a
+KeyboardInterrupt that carries the report.
 """
 from __future__ import annotations
 
@@ -13,35 +18,46 @@ import asyncio
 import math
 import multiprocessing
 import queue
-import random
+import signal
 import sys
+import threading
 import time
-from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
+from .echoload import TRANSCRIPT, load_process
 from .wsload import (
     ConnectionDropped,
     HandshakeRejected,
     WsTarget,
     describe_error,
+    endpoint,
     open_client,
     parse_ws_url,
     source_addresses,
 )
 
-DEFAULT_URL = "ws://127.0.0.1:8000/ws/echo/"
-MESSAGES = ("Spam?", "Eggs!", "Python.")
-TRANSCRIPT = ("Hello!", *(f"{i}. {m}" for i, m in enumerate(MESSAGES, 1)), "Goodbye!")
+ECHO_PATH = "/ws/echo/"  # the endpoint on a site given as ws://host:port
 FAILURE_KINDS = ("refused", "timed out", "wrong reply", "dropped")
 # Clients per load process: 10,000 take two processes, well under the ~20,000 files of one.
 CLIENTS_PER_PROCESS = 5_000
-# How often a load process reports its connection count.
-TICK = 0.05
+# Seconds the load processes get to close their clients and report after a Ctrl-C.
+STOP_GRACE = 10
 
 
 class ServerUnavailable(ConnectionError):
     """No WebSocket could be opened at the URL before the test started."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by Ctrl-C (KeyboardInterrupt) after its clients had started;
+    ``report`` holds what was measured until then."""
+
+    def __init__(self, report: EchoReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
 
 
 @dataclass
@@ -60,6 +76,8 @@ class EchoReport:
     replies: int = 0
     rtt_ms: dict[str, float | None] = field(default_factory=dict)
     wall_s: float = 0.0
+    interrupted: bool = False
+    unfinished: int = 0  # clients still running their transcript when the run was interrupted
 
     @property
     def ok(self) -> bool:
@@ -75,6 +93,10 @@ class EchoReport:
         lines = [
             f"Summary: {self.completed} of {self.clients} clients saw the exact transcript "
             f"({self.url}, delay {self.delay:g} s, {self.processes} load process(es))",
+        ]
+        if self.interrupted:
+            lines.append(f"  interrupted after {self.wall_s:.1f} s: {self.unfinished} clients had not finished")
+        lines += [
             f"  peak concurrent connections: {self.peak_connections}",
             f"  failures: {failures}",
         ]
@@ -101,12 +123,15 @@ def latency_summary(seconds: list[float]) -> dict[str, float | None]:
 
 
 def check_options(url: str, clients: int, delay: float) -> WsTarget:
-    """Returns the target of ``url``; raises ValueError naming the bad option."""
+    """Returns the target of ``url`` (a site, ``ws://host:port``, gets the echo endpoint's path);
+    raises ValueError naming the bad option."""
     if clients < 1:
         raise ValueError(f"--clients must be at least 1 (got {clients})")
     if not (delay >= 0 and math.isfinite(delay)):
         raise ValueError(f"--delay must be a number of seconds >= 0 (got {delay})")
-    return parse_ws_url(url)
+    # As given, so that an error names what was typed.
+    target = parse_ws_url(url, example=f"ws://127.0.0.1:8000 or ws://127.0.0.1:8000{ECHO_PATH}")
+    return WsTarget(endpoint(url, ECHO_PATH), target.ip, target.port)
 
 
 def probe(target: WsTarget, timeout: float = 10) -> None:
@@ -129,20 +154,22 @@ def probe(target: WsTarget, timeout: float = 10) -> None:
         raise ServerUnavailable(f"{target.url} closed the socket before greeting ({exc})") from None
     except OSError as exc:
         raise ServerUnavailable(f"cannot connect to {target.url}: {describe_error(exc)}. Is the site running? "
-                                f"(`make run` serves {DEFAULT_URL})") from None
+                                "(start it with `make run`, or give its address with --url)") from None
     if hello != TRANSCRIPT[0]:
         raise ServerUnavailable(f"{target.url} greeted with {hello[:80]!r}, not {TRANSCRIPT[0]!r}: "
                                 "is it the echo handler?")
 
 
-def run_testecho(url: str = DEFAULT_URL, clients: int = 10_000, delay: float = 60, *,
+def run_testecho(url: str, clients: int = 10_000, delay: float = 60, *,
                  processes: int | None = None, timeout: float = 10, out: TextIO = sys.stdout,
                  progress: bool | None = None, seed: int | None = None) -> EchoReport:
     """Runs the test and returns its report, printing progress and the summary on ``out``.
 
     Raises ValueError for bad options and ServerUnavailable if no socket opens at all. Every
     client gives up on a reply after ``timeout`` s, so a run ends within about 5×DELAY + 4×timeout.
-    ``progress`` (default: ``out`` is a terminal) draws a bar instead of the count lines.
+    ``progress`` (default: ``out`` is a terminal) draws a bar instead of the count lines. A
+    KeyboardInterrupt during the run (Ctrl-C) closes the clients, prints the summary so far and
+    raises Interrupted with the report (a second one stops waiting for the load processes).
     """
     target = check_options(url, clients, delay)
     if processes is None:
@@ -153,33 +180,23 @@ def run_testecho(url: str = DEFAULT_URL, clients: int = 10_000, delay: float = 6
     probe(target, timeout)
     if progress is None:
         progress = out.isatty()
-    report = EchoReport(url=url, clients=clients, delay=delay, processes=processes)
+    report = EchoReport(url=target.url, clients=clients, delay=delay, processes=processes)
     display = Progress(clients, delay, out, bar=progress)
     sources = source_addresses(target, clients)
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     budget = 5 * delay + 4 * timeout + 10
     context = multiprocessing.get_context("spawn")
-    inbox = context.Queue()
-    workers = [context.Process(target=_load_process, daemon=True, name=f"testecho-{i}",
-                               args=(i, target, sources, share, delay, timeout, budget, seed, inbox))
+    inbox, stop = context.Queue(), context.Event()
+    workers = [context.Process(target=load_process, daemon=True, name=f"testecho-{i}",
+                               args=(i, target, sources, share, delay, timeout, budget, seed, inbox, stop))
                for i, share in enumerate(shares)]
     started = time.monotonic()
-    for worker in workers:
-        worker.start()
-    counts = [0] * processes
+    with _sigint_ignored():
+        for worker in workers:
+            worker.start()
     results: dict[int, dict[str, Any]] = {}
     try:
-        while len(results) < processes:
-            try:
-                kind, index, payload = inbox.get(timeout=0.2)
-            except queue.Empty:
-                _check_workers(workers, results, shares, started + budget + 20)
-                continue
-            if kind == "count":
-                counts[index] = payload
-                display.update(sum(counts))
-            else:
-                results[index] = payload
+        report.interrupted = _collect(inbox, stop, workers, shares, results, display, started + budget + 20)
     finally:
         display.close()
         for worker in workers:
@@ -191,12 +208,63 @@ def run_testecho(url: str = DEFAULT_URL, clients: int = 10_000, delay: float = 6
     for line in report.summary():
         out.write(line + "\n")
     out.flush()
+    if report.interrupted:
+        raise Interrupted(report)
     return report
 
 
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignores SIGINT in this process meanwhile (in the main thread; signals go nowhere else).
+    Processes started meanwhile keep it ignored: Python installs its own handler only where
+    SIGINT has its default action."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _collect(inbox: Any, stop: Any, workers: list[Any], shares: list[int], results: dict[int, dict[str, Any]],
+             display: Progress, deadline: float) -> bool:
+    """Gathers the load processes' counts and results until every one has reported. On a
+    KeyboardInterrupt it tells them to stop and waits STOP_GRACE seconds more for their
+    results (a second one stops waiting). Returns whether the run was interrupted."""
+    counts = [0] * len(workers)
+    interrupted = False
+    while len(results) < len(workers):
+        try:
+            try:
+                kind, index, payload = inbox.get(timeout=0.2)
+            except queue.Empty:
+                _check_workers(workers, results, shares, deadline, interrupted)
+                continue
+            if kind == "count":
+                counts[index] = payload
+                display.update(sum(counts))
+            else:
+                results[index] = payload
+        except KeyboardInterrupt:
+            if interrupted:
+                break
+            interrupted = True
+            stop.set()
+            deadline = time.monotonic() + STOP_GRACE
+            display.note("Interrupted: closing the clients (Ctrl-C again to stop waiting)")
+    if interrupted:
+        for index, share in enumerate(shares):
+            results.setdefault(index, {"completed": 0, "failures": {}, "rtts": [], "examples": {},
+                                       "unfinished": share})
+    return interrupted
+
+
 def _check_workers(workers: list[Any], results: dict[int, dict[str, Any]], shares: list[int],
-                   deadline: float) -> None:
-    """Accounts for load processes that died or overran the time budget: their clients fail."""
+                   deadline: float, interrupted: bool) -> None:
+    """Accounts for load processes that died or overran their time: their clients fail, or
+    count as unfinished after an interruption."""
     for index, worker in enumerate(workers):
         if index in results:
             continue
@@ -205,6 +273,9 @@ def _check_workers(workers: list[Any], results: dict[int, dict[str, Any]], share
             continue
         if worker.exitcode is None:
             worker.terminate()
+        if interrupted:
+            results[index] = {"completed": 0, "failures": {}, "rtts": [], "examples": {}, "unfinished": shares[index]}
+            continue
         why = "overran the time budget" if overdue else f"exited with code {worker.exitcode}"
         results[index] = {"completed": 0, "failures": {"dropped": shares[index]}, "rtts": [],
                           "examples": {"dropped": f"load process {index} {why}"}}
@@ -214,6 +285,7 @@ def _merge(report: EchoReport, results: Any, peak: int) -> None:
     rtts: list[float] = []
     for result in results:
         report.completed += result["completed"]
+        report.unfinished += result.get("unfinished", 0)
         for kind, count in result["failures"].items():
             report.failures[kind] = report.failures.get(kind, 0) + count
         for kind, example in result["examples"].items():
@@ -225,8 +297,9 @@ def _merge(report: EchoReport, results: Any, peak: int) -> None:
 
 
 class Progress:
-    """Prints ``> N connections`` / ``< N connections`` every CLIENTS*3//DELAY connections and
-    ``N clients are connected!`` at the peak, or moves a progress bar instead of the count lines."""
+    """Prints ``N connections open`` (rising) / ``N connections still open`` (falling) every
+    CLIENTS*3//DELAY connections, ``All N clients are connected`` at the peak and ``All
+    connections closed`` at the end, or moves a progress bar instead of the count lines."""
 
     def __init__(self, clients: int, delay: float, out: TextIO, bar: bool) -> None:
         self.clients = clients
@@ -250,13 +323,17 @@ class Progress:
             self.bar.refresh()
         elif count > previous:
             for mark in range(previous // self.step * self.step + self.step, count + 1, self.step):
-                self._line(f"> {mark} connections")
+                self._line(f"{_connections(mark)} open")
         else:
             for mark in range((previous - 1) // self.step * self.step, count - 1, -self.step):
-                self._line(f"< {mark} connections")
+                self._line(f"{_connections(mark)} still open" if mark else "All connections closed")
         if count == self.clients and not self.announced:
             self.announced = True
-            self._line(f"{self.clients} clients are connected!")
+            self._line(f"All {self.clients} clients are connected")
+
+    def note(self, text: str) -> None:
+        """Prints a line of its own, above the bar if there is one."""
+        self._line(text)
 
     def _line(self, text: str) -> None:
         if self.bar is not None:
@@ -270,95 +347,5 @@ class Progress:
             self.bar.close()
 
 
-# -- in each load process -------------------------------------------------------------------------
-
-def _load_process(index: int, target: WsTarget, sources: list[str | None], clients: int, delay: float,
-                  timeout: float, budget: float, seed: int | None, inbox: Any) -> None:
-    """Runs ``clients`` echo clients and sends ("count", index, n) ticks, then ("result", ...)."""
-    share = _Share(index, target, sources, clients, delay, timeout,
-                   random.Random(None if seed is None else seed + index), inbox)
-    inbox.put(("result", index, asyncio.run(share.run(budget))))
-
-
-class _Share:
-    """One load process's clients and their tallies."""
-
-    def __init__(self, index: int, target: WsTarget, sources: list[str | None], clients: int,
-                 delay: float, timeout: float, rng: random.Random, inbox: Any) -> None:
-        self.index, self.target, self.sources = index, target, sources
-        self.clients, self.delay, self.timeout = clients, delay, timeout
-        self.rng, self.inbox = rng, inbox
-        self.connected = self.completed = 0
-        self.failures: Counter[str] = Counter()
-        self.examples: dict[str, str] = {}
-        self.rtts: list[float] = []
-
-    async def run(self, budget: float) -> dict[str, Any]:
-        ticker = asyncio.create_task(self._tick())
-        tasks = [asyncio.create_task(self._client(i)) for i in range(self.clients)]
-        done, pending = await asyncio.wait(tasks, timeout=budget)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for _ in pending:
-            self._fail("timed out", f"transcript unfinished after the {budget:g} s budget")
-        for task in done:
-            if task.exception() is not None:
-                self._fail("dropped", repr(task.exception()))
-        ticker.cancel()
-        self.inbox.put(("count", self.index, self.connected))
-        return {"completed": self.completed, "failures": dict(self.failures), "examples": self.examples,
-                "rtts": self.rtts}
-
-    async def _tick(self) -> None:
-        reported = -1
-        while True:
-            if self.connected != reported:
-                reported = self.connected
-                self.inbox.put(("count", self.index, reported))
-            await asyncio.sleep(TICK)
-
-    def _fail(self, kind: str, detail: str) -> None:
-        self.failures[kind] += 1
-        self.examples.setdefault(kind, detail)
-
-    async def _client(self, number: int) -> None:
-        await asyncio.sleep(2 * self.delay * self.rng.random())
-        source = self.sources[number % len(self.sources)]
-        try:
-            client = await open_client(self.target, source, self.timeout)
-        except TimeoutError:
-            return self._fail("timed out", f"no handshake within {self.timeout:g} s")
-        except (OSError, HandshakeRejected) as exc:
-            return self._fail("refused", describe_error(exc))
-        self.connected += 1
-        try:
-            kind, detail = await self._transcript(client)
-        finally:
-            await client.close()
-            self.connected -= 1
-        if kind is None:
-            self.completed += 1
-        else:
-            self._fail(kind, detail)
-
-    async def _transcript(self, client: Any) -> tuple[str | None, str]:
-        """Runs the transcript; returns (None, "") or the failure kind and what happened."""
-        want = TRANSCRIPT[0]
-        try:
-            for step, message in enumerate((None, *MESSAGES, None)):
-                want = TRANSCRIPT[step]
-                if message is not None:
-                    await asyncio.sleep(self.delay)
-                    sent = time.monotonic()
-                    client.send(message)
-                reply = await client.recv(self.timeout)
-                if reply != want:
-                    return "wrong reply", f"expected {want!r}, got {reply[:80]!r}"
-                if message is not None:
-                    self.rtts.append(time.monotonic() - sent)
-        except TimeoutError:
-            return "timed out", f"no {want!r} within {self.timeout:g} s"
-        except ConnectionDropped as exc:
-            return "dropped", f"{exc} while waiting for {want!r}"
-        return None, ""
+def _connections(count: int) -> str:
+    return f"{count} connection" if count == 1 else f"{count} connections"

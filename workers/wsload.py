@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -46,12 +46,24 @@ class WsTarget:
         return ipaddress.ip_address(self.ip).is_loopback and ipaddress.ip_address(self.ip).version == 4
 
 
-def parse_ws_url(url: str) -> WsTarget:
+def endpoint(url: str, default_path: str) -> str:
+    """Returns ``url`` with ``default_path`` when it has no path (``ws://127.0.0.1:8000``), and
+    with a final slash otherwise."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        parts = parts._replace(path=default_path)
+    elif not parts.path.endswith("/"):
+        parts = parts._replace(path=parts.path + "/")
+    return urlunsplit(parts)
+
+
+def parse_ws_url(url: str, example: str = "ws://127.0.0.1:8000/ws/echo/") -> WsTarget:
     """Returns the target of a ``ws://host[:port]/path`` URL; raises ValueError for any other URL
-    (wss:// included: the load clients speak plain TCP) or a host that does not resolve."""
+    (wss:// included: the load clients speak plain TCP) or a host that does not resolve; the
+    error shows ``example``."""
     parts = urlsplit(url)
     if parts.scheme != "ws" or not parts.hostname:
-        raise ValueError(f"{url!r} is not a ws:// URL (expected e.g. ws://127.0.0.1:8000/ws/echo/)")
+        raise ValueError(f"{url!r} is not a ws:// URL (expected e.g. {example})")
     try:
         port = parts.port or 80
     except ValueError as exc:

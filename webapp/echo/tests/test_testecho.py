@@ -29,8 +29,8 @@ def test_200_clients_through_nginx(stack, tmp_path: Path) -> None:
     output = run_command(clients=200, delay=1, processes=2, url=f"{stack.ws_url}/ws/echo/", json=str(report_file))
 
     lines = output.splitlines()
-    assert "200 clients are connected!" in lines
-    assert lines.index("200 clients are connected!") < lines.index("< 0 connections")
+    assert "All 200 clients are connected" in lines
+    assert lines.index("All 200 clients are connected") < lines.index("All connections closed")
     report = json.loads(report_file.read_text())
     assert report["ok"] is True
     assert report["completed"] == report["clients"] == report["peak_connections"] == 200
@@ -64,8 +64,18 @@ def test_server_down_is_one_clear_message(capfd: pytest.CaptureFixture[str]) -> 
     with pytest.raises(CommandError) as error:
         run_command(clients=100, delay=0, url=url)
     assert str(error.value) == (f"The echo server is unavailable: cannot connect to {url}: Connection refused. "
-                                "Is the site running? (`make run` serves ws://127.0.0.1:8000/ws/echo/)")
+                                "Is the site running? (start it with `make run`, or give its address with --url)")
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("no/such/dir/echo.json", "no such directory"),
+    (".", "is a directory"),
+])
+def test_a_bad_json_path_is_refused_before_the_run(tmp_path: Path, name: str, problem: str) -> None:
+    # No server at the URL: the path is checked first, or the error would be about the server.
+    with pytest.raises(CommandError, match=f"--json .*: {problem}"):
+        run_command(clients=10, delay=0, url=f"ws://127.0.0.1:{free_port()}", json=str(tmp_path / name))
 
 
 def test_a_url_without_the_echo_handler_is_refused(stack) -> None:

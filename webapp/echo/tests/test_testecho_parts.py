@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from workers.testecho import Progress, latency_summary
-from workers.wsload import WsTarget, parse_ws_url, source_addresses
+from workers.testecho import Progress, check_options, latency_summary
+from workers.wsload import WsTarget, endpoint, parse_ws_url, source_addresses
 
 
 def lines_for(counts: list[int], clients: int = 10_000, delay: float = 60) -> list[str]:
@@ -20,33 +20,28 @@ def lines_for(counts: list[int], clients: int = 10_000, delay: float = 60) -> li
 def test_count_lines_every_clients_times_3_over_delay() -> None:
     # 10,000 clients, DELAY 60: a line every 500 connections, as in django-c10k-demo.
     assert lines_for([499, 500, 1700, 10_000, 9_999, 9_000, 0]) == [
-        "> 500 connections",
-        "> 1000 connections", "> 1500 connections",
-        "> 2000 connections", "> 2500 connections", "> 3000 connections", "> 3500 connections",
-        "> 4000 connections", "> 4500 connections", "> 5000 connections", "> 5500 connections",
-        "> 6000 connections", "> 6500 connections", "> 7000 connections", "> 7500 connections",
-        "> 8000 connections", "> 8500 connections", "> 9000 connections", "> 9500 connections",
-        "> 10000 connections",
-        "10000 clients are connected!",
-        "< 9500 connections",
-        "< 9000 connections",
-        "< 8500 connections", "< 8000 connections", "< 7500 connections", "< 7000 connections",
-        "< 6500 connections", "< 6000 connections", "< 5500 connections", "< 5000 connections",
-        "< 4500 connections", "< 4000 connections", "< 3500 connections", "< 3000 connections",
-        "< 2500 connections", "< 2000 connections", "< 1500 connections", "< 1000 connections",
-        "< 500 connections", "< 0 connections",
+        "500 connections open",
+        "1000 connections open", "1500 connections open",
+        *(f"{n} connections open" for n in range(2000, 10_001, 500)),
+        "All 10000 clients are connected",
+        "9500 connections still open",
+        "9000 connections still open",
+        *(f"{n} connections still open" for n in range(8500, 499, -500)),
+        "All connections closed",
     ]
 
 
 def test_the_peak_line_is_printed_once_and_only_at_the_number_asked() -> None:
-    assert lines_for([150, 199, 150, 199, 0], clients=200, delay=1) == ["< 0 connections"]
-    assert lines_for([200, 100, 200, 0], clients=200, delay=1) == ["200 clients are connected!", "< 0 connections"]
+    assert lines_for([150, 199, 150, 199, 0], clients=200, delay=1) == ["All connections closed"]
+    assert lines_for([200, 100, 200, 0], clients=200, delay=1) == [
+        "All 200 clients are connected", "All connections closed"]
 
 
 def test_a_long_delay_still_steps_by_at_least_one() -> None:
     assert lines_for([1, 2, 1], clients=2, delay=100) == [
-        "> 1 connections", "> 2 connections", "2 clients are connected!", "< 1 connections"]
-    assert lines_for([3, 0], clients=3, delay=0) == ["> 3 connections", "3 clients are connected!", "< 0 connections"]
+        "1 connection open", "2 connections open", "All 2 clients are connected", "1 connection still open"]
+    assert lines_for([3, 0], clients=3, delay=0) == [
+        "3 connections open", "All 3 clients are connected", "All connections closed"]
 
 
 def test_a_terminal_gets_a_bar_instead_of_count_lines() -> None:
@@ -57,8 +52,8 @@ def test_a_terminal_gets_a_bar_instead_of_count_lines() -> None:
     progress.close()
     text = out.getvalue()
     assert "connections:" in text and "1000/1000" in text
-    assert "1000 clients are connected!" in text
-    assert "> " not in text and "< 0 connections" not in text
+    assert "All 1000 clients are connected" in text
+    assert "connections open" not in text and "still open" not in text
     assert progress.peak == 1000
 
 
@@ -77,6 +72,18 @@ def test_parse_ws_url() -> None:
             parse_ws_url(bad)
     with pytest.raises(ValueError, match="invalid port"):
         parse_ws_url("ws://127.0.0.1:99999/")
+
+
+def test_a_site_address_gets_the_endpoint_path() -> None:
+    assert endpoint("ws://127.0.0.1:8300", "/ws/echo/") == "ws://127.0.0.1:8300/ws/echo/"
+    assert endpoint("ws://127.0.0.1:8300/", "/ws/echo/") == "ws://127.0.0.1:8300/ws/echo/"
+    assert endpoint("ws://127.0.0.1:8300/ws/echo", "/ws/echo/") == "ws://127.0.0.1:8300/ws/echo/"
+    assert endpoint("ws://h/other/", "/ws/echo/") == "ws://h/other/"
+    assert check_options("ws://127.0.0.1:8300", 1, 0) == WsTarget("ws://127.0.0.1:8300/ws/echo/", "127.0.0.1", 8300)
+    # The error names what was typed, with examples of both forms.
+    with pytest.raises(ValueError, match=r"'http://127.0.0.1:8300' is not a ws:// URL \(expected e.g. "
+                                         r"ws://127.0.0.1:8000 or ws://127.0.0.1:8000/ws/echo/\)"):
+        check_options("http://127.0.0.1:8300", 1, 0)
 
 
 def test_loopback_sockets_spread_over_enough_source_addresses() -> None:
