@@ -5,7 +5,7 @@ state from its neighbours' states, which the server relays (protocol:
 webapp/gameoflife/protocol.py). Cells step independently: a cell is at most one generation
 ahead of a neighbour, so two buffers (even and odd generations) hold what it has received.
 
-    grid = play_game("ws://127.0.0.1:8000/ws/gameoflife/", random_grid(32, seed=1), steps=50)
+    grid = play_game("ws://127.0.0.1:8000", random_grid(32, seed=1), steps=50)
 """
 from __future__ import annotations
 
@@ -15,15 +15,22 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from webapp.gameoflife import protocol
 
 from .cellframes import CellFrames
 from .patterns import Grid
-from .wsload import HandshakeRejected, WebSocketClient, WsTarget, open_client, parse_ws_url, source_addresses
+from .wsload import (
+    HandshakeRejected,
+    WebSocketClient,
+    WsTarget,
+    endpoint,
+    open_client,
+    parse_ws_url,
+    source_addresses,
+)
 
-DEFAULT_URL = "ws://127.0.0.1:8000/ws/gameoflife/"
+GAME_PATH = "/ws/gameoflife/"  # the endpoint on a site given as ws://host:port
 CONNECTING_AT_ONCE = 64      # handshakes in flight while the cells connect
 CONNECT_TIMEOUT = 15.0       # seconds for one cell's handshake
 PHASE_TIMEOUT = 60.0         # seconds for the server to say "sub" or "run" once all are connected
@@ -53,17 +60,6 @@ def neighbours(size: int, row: int, column: int, wrap: bool) -> list[int]:
                 continue
             found.append(r * size + c)
     return found
-
-
-def game_url(url: str) -> str:
-    """Returns the Game of Life endpoint for ``url``: as given when it has a path, else
-    ``<url>/ws/gameoflife/``."""
-    parts = urlsplit(url)
-    if parts.path in ("", "/"):
-        parts = parts._replace(path="/ws/gameoflife/")
-    elif not parts.path.endswith("/"):
-        parts = parts._replace(path=parts.path + "/")
-    return urlunsplit(parts)
 
 
 @dataclass
@@ -169,11 +165,13 @@ class Game:
 
     def __init__(self, url: str, grid: Grid, wrap: bool = True, steps: int | None = None,
                  speed: float | None = 1.0, log: Log | None = None) -> None:
-        self.url = game_url(url)
         try:
-            self.target = parse_ws_url(self.url)
+            # As given, so that an error names what was typed.
+            target = parse_ws_url(url, example=f"ws://127.0.0.1:8000 or ws://127.0.0.1:8000{GAME_PATH}")
         except ValueError as exc:
             raise GameError(str(exc)) from exc
+        self.url = endpoint(url, GAME_PATH)
+        self.target = WsTarget(self.url, target.ip, target.port)
         self.size = len(grid)
         self.wrap = wrap
         self.steps = steps if steps is not None else 2**62

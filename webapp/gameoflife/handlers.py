@@ -62,8 +62,11 @@ def cell(ws: WebSocket, run_id: int, index: int) -> None:
         return
     subscription: list[Listening] = []
     relay.add_cell(ws)
+    joined = False
     try:
-        problem = _serve_cell(ws, relay, run, str(index), subscription)
+        joined, _ = runs.count(run, protocol.CONNECTED, index)
+        problem = (_serve_cell(ws, relay, run, str(index), subscription) if joined
+                   else f"cell {index} of run {run.id} is already connected")
     except runs.StaleRun as exc:
         problem = str(exc)
     except redis.RedisError as exc:
@@ -71,17 +74,17 @@ def cell(ws: WebSocket, run_id: int, index: int) -> None:
         return
     finally:
         relay.remove_cell(run_id, ws, subscription[0] if subscription else None)
+        if joined:
+            runs.leave(run, index)
     if problem:
         ws.close(CloseCode.POLICY_VIOLATION, problem[:120])
 
 
 def _serve_cell(ws: WebSocket, relay: Relay, run: runs.Run, index: str,
                 subscription: list[Listening]) -> str | None:
-    """The cell's message loop; returns why the socket must be closed, or None when the peer
-    has gone. ``subscription`` receives what the cell listens to once it has subscribed."""
-    added, _ = runs.count(run, protocol.CONNECTED, int(index))
-    if not added:
-        return f"cell {index} of run {run.id} is already connected"
+    """The cell's message loop, once it is counted connected; returns why the socket must be
+    closed, or None when the peer has gone. ``subscription`` receives what the cell listens to
+    once it has subscribed."""
     post, is_state, prefix = relay.post, protocol.STATE_MESSAGE.match, index + ":"
     listening: Listening | None = None
     while True:

@@ -22,6 +22,7 @@ Watcher, ``/ws/gameoflife/watch/``, and the Redis channel every process of the r
     "subscribed <id> <n>"        n cells subscribed
     "start <id>"                 every cell has subscribed: cells, run
     "states <id> <index>:<step>:<state> ..."   a batch of states, as cells sent them
+    "ended <id>"                 every cell that connected has left: the run is over
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ SUBSCRIBE_ALL = "subscribe"
 SUBSCRIBED = "subscribed"
 START = "start"
 STATES = "states"
+ENDED = "ended"
+# The cells that have left a run, counted like CONNECTED and SUBSCRIBED (never announced).
+LEFT = "left"
 
 # What a cell may send each generation: its step (no leading zero) and its state.
 STATE_MESSAGE = re.compile(r"(?:0|[1-9]\d{0,8}):[01]\Z")

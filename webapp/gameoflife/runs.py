@@ -1,4 +1,4 @@
-"""Runs of the Game of Life in Redis: which run is current, its size, and the start-up counters.
+"""Runs of the Game of Life in Redis: which run is current, its size, and the cells' counters.
 
 A run's cells are spread over several WebSocket worker processes, so everything they must agree
 on lives in Redis: the current run (a hash), the cells connected and subscribed (sets, so a cell
@@ -26,6 +26,20 @@ if current ~= ARGV[1] then return {-1, tonumber(current) or 0} end
 local added = redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return {added, redis.call('SCARD', KEYS[2])}
+"""
+
+
+# Counts a cell that leaves the current run; once every cell that connected has left, marks the
+# run ended and returns 1 (once), else 0; -1 when the run is no longer the current one.
+_LEAVE = """
+local current = redis.call('HGET', KEYS[1], 'id')
+if current ~= ARGV[1] then return -1 end
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+if redis.call('SCARD', KEYS[3]) >= redis.call('SCARD', KEYS[2]) then
+  return redis.call('HSETNX', KEYS[1], 'ended', 1)
+end
+return 0
 """
 
 
@@ -70,7 +84,8 @@ def new_run(size: int) -> Run:
         pipe.delete(_key("run"))
         pipe.hset(_key("run"), mapping={"id": run.id, "size": size})
         if previous is not None:
-            pipe.delete(_key(previous.id, protocol.CONNECTED), _key(previous.id, protocol.SUBSCRIBED))
+            pipe.delete(*(_key(previous.id, counter) for counter in (protocol.CONNECTED, protocol.SUBSCRIBED,
+                                                                       protocol.LEFT)))
         pipe.execute()
     publish(channel(), protocol.event(protocol.NEW_RUN, run.id, size))
     logger.info("Game of Life run %d: %d×%d grid, waiting for %d cells", run.id, size, size, run.cells)
@@ -89,20 +104,33 @@ def count(run: Run, counter: str, index: int) -> tuple[bool, int]:
     return bool(added), total
 
 
+def leave(run: Run, index: int) -> None:
+    """Counts cell ``index`` (one that was counted CONNECTED) as gone from ``run``; announces the
+    end of the run once every connected cell has gone. Never raises: a cell is leaving."""
+    try:
+        ended = get_redis().eval(_LEAVE, 3, _key("run"), _key(run.id, protocol.CONNECTED),
+                                 _key(run.id, protocol.LEFT), run.id, index, KEEP)
+        if ended == 1:
+            logger.info("Game of Life run %d: every cell has left; the run is over", run.id)
+            publish(channel(), protocol.event(protocol.ENDED, run.id))
+    except Exception as exc:  # Redis down: pages show the run as going on until the next one
+        logger.warning("Game of Life run %d: cell %d left uncounted: %s", run.id, index, exc)
+
+
 def _announce(run: Run, counter: str, total: int) -> None:
     # About a hundred updates per phase for the pages, ten lines in the log.
     if total == run.cells or total % max(1, run.cells // 100) == 0:
         publish(channel(), protocol.event(counter, run.id, total))
     if total == run.cells or total % max(1, run.cells // 10) == 0:
-        logger.info("Game of Life run %d: %5d workers %s", run.id, total, counter)
+        logger.info("Game of Life run %d: %5d cells %s", run.id, total, counter)
     if total != run.cells:
         return
     if counter == protocol.CONNECTED:
-        logger.info("Game of Life run %d: telling workers to subscribe", run.id)
+        logger.info("Game of Life run %d: telling the cells to subscribe", run.id)
         publish(channel(), protocol.event(protocol.SUBSCRIBE_ALL, run.id))
     else:
         get_redis().hset(_key("run"), "started", 1)
-        logger.info("Game of Life run %d: telling workers to run", run.id)
+        logger.info("Game of Life run %d: telling the cells to run", run.id)
         publish(channel(), protocol.event(protocol.START, run.id))
 
 
@@ -121,4 +149,6 @@ def snapshot() -> list[str]:
             events.append(protocol.event(counter, run, total))
     if fields.get(b"started"):
         events.append(protocol.event(protocol.START, run))
+    if fields.get(b"ended"):
+        events.append(protocol.event(protocol.ENDED, run))
     return events

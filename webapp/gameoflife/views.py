@@ -3,6 +3,8 @@ import redis
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from webapp.home.commands import demo_command
+
 from . import runs
 
 
@@ -13,4 +15,5 @@ def watch(request: HttpRequest) -> HttpResponse:
         run = runs.current_run()
     except redis.RedisError:
         run = None  # the page still loads; its socket retries until Redis is back
-    return render(request, "gameoflife/watch.html", {"run": run})
+    return render(request, "gameoflife/watch.html",
+                  {"run": run, "command": demo_command(request, "gameoflife", "-s", "32", "-l", "5")})

@@ -62,3 +62,36 @@ def test_the_page_draws_a_run_live_and_resets_for_the_next(stack, new_page, arti
         # The blinker, horizontal (row 3, columns 2 to 4) or vertical (column 3, rows 2 to 4),
         # once every cell has drawn the same generation.
         page.wait_for_function(f"() => ['26,27,28', '19,27,35'].includes(({ALIVE})().join())", timeout=30_000)
+
+
+PHASE = "document.getElementById('gol-status').dataset.phase"
+# Every part of the status line on a single line of text: it wraps between parts, never inside one.
+PARTS_UNBROKEN = """() => [...document.querySelectorAll('.gol-part')].every(
+  (part) => part.getBoundingClientRect().height < 1.5 * parseFloat(getComputedStyle(part).lineHeight))"""
+
+
+def test_the_page_says_when_a_run_has_finished(stack, new_page, artifacts_dir):
+    page = new_page()
+    page.set_viewport_size({"width": 560, "height": 900})  # narrow: the status line must wrap
+    page.goto("/gameoflife/")
+    # The command on the page drives this very server.
+    assert page.locator("#gol-command").text_content() == (
+        f".venv/bin/python manage.py gameoflife --url {stack.ws_url} -s 32 -l 5")
+    with running(stack, "-s", "8", "-p", "blinker", "-l", "4", "-n", "12") as game:
+        page.wait_for_function(f"() => {PHASE} === 'running'", timeout=30_000)
+        page.wait_for_function("() => +document.getElementById('gol-rate').textContent > 0", timeout=30_000)
+        assert page.locator("#gol-phase").text_content() == "running"
+        game.wait(60)  # 12 generations at 4 a second, then the cells leave
+        assert game.returncode == 0
+    page.wait_for_function(f"() => {PHASE} === 'finished'", timeout=30_000)
+    assert page.locator("#gol-phase").text_content() == "finished"
+    assert page.locator("#gol-rate").text_content() == "–"  # no rate once the cells have gone
+    assert page.locator("#gol-generation").text_content() == "12"
+    status = page.locator("#gol-status").inner_text()
+    assert "64 cells connected" in status and "64 cells subscribed" in status and "worker" not in status
+    assert page.evaluate(PARTS_UNBROKEN)
+    page.screenshot(path=str(artifacts_dir / "gameoflife-finished.png"), full_page=True)
+
+    later = new_page()  # opened after the end: the run's state says so at once
+    later.goto("/gameoflife/")
+    later.wait_for_function(f"() => {PHASE} === 'finished'", timeout=30_000)

@@ -36,7 +36,9 @@ def gameoflife(**options):
     ({"speed": -2.0}, "--speed must be 0 (no limit) or more, not -2.0"),
     ({"output": "final.cells"}, "--output needs --steps"),
     ({"output": "/no/such/dir/final.cells", "steps": 3}, "no such directory /no/such/dir"),
-    ({"url": "http://127.0.0.1:8000/ws/gameoflife/", "steps": 1}, "is not a ws:// URL"),
+    ({"url": "http://127.0.0.1:8000/ws/gameoflife/", "steps": 1},
+     "'http://127.0.0.1:8000/ws/gameoflife/' is not a ws:// URL "
+     "(expected e.g. ws://127.0.0.1:8000 or ws://127.0.0.1:8000/ws/gameoflife/)"),
 ])
 def test_bad_options(options, problem):
     with pytest.raises(CommandError) as caught:

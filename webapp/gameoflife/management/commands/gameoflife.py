@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from deploy.running import default_ws_url
 from webapp.gameoflife.protocol import MAX_SIZE
-from workers.gameoflife import DEFAULT_URL, GameError, play_game
+from workers.gameoflife import GAME_PATH, GameError, play_game
 from workers.patterns import PatternError, load_placed, random_grid, shipped_patterns, to_plaintext
 
 
@@ -31,8 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="seed of the random start, for a reproducible run")
         parser.add_argument("--output", metavar="FILE",
                             help="write the final grid there in plaintext (O alive, . dead); needs --steps")
-        parser.add_argument("--url", default=DEFAULT_URL,
-                            help=f"the site's Game of Life WebSocket endpoint (default {DEFAULT_URL})")
+        parser.add_argument("--url",
+                            help=f"the site, ws://host:port ({GAME_PATH} is added), or the Game of Life endpoint's "
+                                 "URL (default: the site `make run` serves, else port $PORT or 8000 on 127.0.0.1)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         size, steps, speed, output = options["size"], options["steps"], options["speed"], options["output"]
@@ -54,8 +56,12 @@ class Command(BaseCommand):
                 grid = random_grid(size, options["seed"])
         except PatternError as exc:
             raise CommandError(str(exc)) from exc
+        url = options["url"]
+        if url is None:
+            url, source = default_ws_url()
+            self._log(f"Site: {url}, {source}")
         try:
-            final = play_game(options["url"], grid, options["wrap"], steps, speed or None, log=self._log)
+            final = play_game(url, grid, options["wrap"], steps, speed or None, log=self._log)
         except GameError as exc:
             raise CommandError(str(exc)) from exc
         except KeyboardInterrupt:

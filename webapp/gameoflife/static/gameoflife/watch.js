@@ -1,6 +1,7 @@
 // The Game of Life page: listens to /ws/gameoflife/watch/ and draws each cell's state as it is
 // relayed. Events (webapp/gameoflife/protocol.py): "run <id> <size>", "connected <id> <n>",
-// "subscribed <id> <n>", "subscribe <id>", "start <id>", "states <id> <index>:<step>:<state> ...".
+// "subscribed <id> <n>", "subscribe <id>", "start <id>", "states <id> <index>:<step>:<state> ...",
+// "ended <id>". The status line's phase: connecting, subscribing, running, finished.
 import { WS4Redis } from "../ws4redis/ws4redis.js";
 
 const status = document.getElementById("gol-status");
@@ -20,6 +21,9 @@ let seen = new Map();        // step → states received for it (a generation is
 let generation = -1;
 let completions = [];        // [time, generation] of recent completed generations
 const palette = new Map();   // hue → [alive RGB, dead RGB]
+const PHASES = {
+  connecting: "connecting cells", subscribing: "cells subscribing", running: "running", finished: "finished",
+};
 
 function hslToRgb(h, s, l) {
   const a = s * Math.min(l, 1 - l);
@@ -56,6 +60,17 @@ function reset(id, side) {
   text("gol-subscribed", "0");
   text("gol-generation", "–");
   text("gol-rate", "–");
+  phase("connecting");
+}
+
+function phase(name) {
+  status.dataset.phase = name;
+  text("gol-phase", PHASES[name]);
+}
+
+function finished() {
+  phase("finished");
+  text("gol-rate", "–");  // no rate once the cells have gone
 }
 
 function completed(step) {
@@ -68,7 +83,9 @@ function completed(step) {
   text("gol-generation", String(step));
   const [t0, g0] = completions[0];
   // Not before a second of history: while the page loads, messages arrive in bursts.
-  if (now - t0 >= RATE_MIN_SPAN) text("gol-rate", ((step - g0) * 1000 / (now - t0)).toFixed(1));
+  if (now - t0 >= RATE_MIN_SPAN && status.dataset.phase !== "finished") {
+    text("gol-rate", ((step - g0) * 1000 / (now - t0)).toFixed(1));
+  }
 }
 
 function states(body) {
@@ -105,8 +122,9 @@ function onmessage(data) {
   if (kind === "states") states(body);
   else if (kind === "connected") count("gol-connected", +body);
   else if (kind === "subscribed") count("gol-subscribed", +body);
-  else if (kind === "subscribe") count("gol-connected", size * size);
-  else if (kind === "start") count("gol-subscribed", size * size);
+  else if (kind === "subscribe") { count("gol-connected", size * size); phase("subscribing"); }
+  else if (kind === "start") { count("gol-subscribed", size * size); phase("running"); }
+  else if (kind === "ended") finished();
 }
 
 // Counts are announced by several worker processes: one may arrive after a larger one.
