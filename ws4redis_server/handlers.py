@@ -20,7 +20,7 @@ from gevent.queue import Queue
 
 from .channels import Identity
 from .connection import INTERNAL, NORMAL, POLICY, TRY_AGAIN, Connection
-from .protocol import BinaryMessage
+from .frames import BinaryMessage
 from .publisher import as_bytes
 
 logger = logging.getLogger("ws4redis_server.handlers")

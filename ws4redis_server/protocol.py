@@ -3,23 +3,23 @@
 Events in: :meth:`Protocol.receive_data` (bytes read from the peer), :meth:`~Protocol.receive_eof`,
 :meth:`~Protocol.send` (a message for the peer: from the hub, a handler or a replay),
 :meth:`~Protocol.tick` (a wake interval has passed) and :meth:`~Protocol.close` (close now).
-Actions out: :attr:`~Protocol.messages` (whole inbound messages for the application: ``bytes`` for
-a text message, :class:`BinaryMessage` for a binary one), :meth:`~Protocol.data_to_send` (bytes to
-write), :attr:`~Protocol.ending` (the socket is ending: close with this code once the application
-has handled :attr:`~Protocol.messages`), :attr:`~Protocol.lost` (close the transport without a
-close frame) and :attr:`~Protocol.awaiting_close` (read on until the peer's close frame).
+Actions out: :attr:`~Protocol.messages` (whole inbound messages for the application: ``bytes``
+for a text message, ``frames.BinaryMessage`` for a binary one), :meth:`~Protocol.data_to_send`
+(bytes to write), :attr:`~Protocol.ending` (the socket is ending: close with this code once the
+application has handled :attr:`~Protocol.messages`), :attr:`~Protocol.lost` (close the transport
+without a close frame) and :attr:`~Protocol.awaiting_close` (read on until the peer's close frame).
 
-The rules it keeps: frames parsed here (a whole message in one frame costs a few operations; the
-size limit is checked on each frame's header, so a too large message is refused before its
-payload is read), **1002** for any protocol violation, **1007** for a text message that is not
-UTF-8 (found as soon as the bad byte arrives, even split across fragments), **1009** over
-``max_message_size``, **1008** over the rate limit; pings answered, the peer pinged after an idle
-interval and dropped if it does not answer by the next; the heartbeat message answered (and, when
-idle, sent); an outbox bounded in messages and bytes, dropped on overflow and closed with
-**4000**. The peer's close frame is answered only when the adapter says the application has
-handled what came before it (:meth:`~Protocol.close`), so a message sent just before a close is
-handled (published) before the close is answered, and whatever was sent before an error goes out
-before the close frame.
+The rules it keeps (the frame format itself is ``frames.py``): a whole message in one frame
+costs a few operations; the size limit is checked on each frame's header, so a too large message
+is refused before its payload is read; **1002** for any protocol violation, **1007** for a text
+message that is not UTF-8 (found as soon as the bad byte arrives, even split across fragments),
+**1009** over ``max_message_size``, **1008** over the rate limit; pings answered, the peer pinged
+after an idle interval and dropped if it does not answer by the next; the heartbeat message
+answered (and, when idle, sent); an outbox bounded in messages and bytes, dropped on overflow and
+closed with **4000**; permessage-deflate when negotiated. The peer's close frame is answered only
+when the adapter says the application has handled what came before it (:meth:`~Protocol.close`),
+so a message sent just before a close is handled (published) before the close is answered, and
+whatever was sent before an error goes out before the close frame.
 """
 from __future__ import annotations
 
@@ -35,23 +35,27 @@ from websockets.frames import apply_mask  # C, from websockets' speedups
 
 from . import wire
 from .codes import CloseCode
+from .frames import (
+    BINARY,
+    CLOSE,
+    CONT,
+    DATA,
+    PING,
+    PONG,
+    TEXT,
+    BadClose,
+    BinaryMessage,
+    check_length,
+    check_start,
+    close_payload,
+    header,
+    parse_close,
+)
 
 if TYPE_CHECKING:
     from .compression import Deflate
 
-CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_DATA = (CONT, TEXT, BINARY)
-_CONTROL = (CLOSE, PING, PONG)
-# Close codes a peer may send (wsproto's list, and the 3000-4999 range).
-_PEER_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013})
 CHUNK = 65536  # bytes data_to_send returns at most (unless one frame is larger)
-
-
-class BinaryMessage(bytes):
-    """The bytes of a message that came in binary frames (plain bytes: a text message). A bytes
-    subclass, so everything that takes a message takes it; the relay publishes it as binary."""
-
-    __slots__ = ()
 
 
 class State(enum.IntEnum):
@@ -205,7 +209,7 @@ class Protocol:
                 and code == CloseCode.NORMAL_CLOSURE and not reason):
             payload = b""  # the answer to a close frame without a code has none either
         else:
-            payload = code.to_bytes(2, "big") + _truncate(reason, 123)
+            payload = close_payload(code, reason)
         self.outbox.append((CLOSE, payload))
         self.close_sent = (code, reason)
         if self.ending is None:
@@ -228,9 +232,9 @@ class Protocol:
             self.outbox_bytes -= len(payload)
             if opcode <= BINARY and self.deflate is not None:
                 payload = self.deflate.compress(payload, opcode == TEXT)
-                frames.append(_header(0x40 | opcode, len(payload)))
+                frames.append(header(0x40 | opcode, len(payload)))
             else:
-                frames.append(_header(opcode, len(payload)))
+                frames.append(header(opcode, len(payload)))
             frames.append(payload)
             size += len(payload) + 2
             if opcode <= BINARY:
@@ -265,7 +269,7 @@ class Protocol:
                 return at
             first, second = data[at], data[at + 1]
             if not self._failed:  # refused on its first two bytes, as wsproto does
-                error = _check_start(first, second & 0x7F)
+                error = check_start(first, second & 0x7F)
                 if error is not None:
                     self._fail(*error)
             length, head = second & 0x7F, 2
@@ -315,8 +319,9 @@ class Protocol:
     def _check_header(self, first: int, short: int, length: int, masked: int) -> tuple[int, str] | None:
         """Returns (code, reason) if a frame with this header must fail the connection."""
         opcode = first & 0x0F
-        if (short == 126 and length < 126) or (short == 127 and (length < 65536 or length >> 63)):
-            return CloseCode.PROTOCOL_ERROR, "payload length not in its shortest form"
+        error = check_length(short, length)
+        if error is not None:
+            return error
         if first & 0x70 and (first & 0x70 != 0x40 or self.deflate is None or opcode not in (TEXT, BINARY)):
             if self.deflate is not None and first & 0x70 == 0x40:
                 return CloseCode.PROTOCOL_ERROR, "RSV1 on a continuation or control frame"
@@ -327,7 +332,7 @@ class Protocol:
             return CloseCode.PROTOCOL_ERROR, "continuation frame without a message in progress"
         if opcode in (TEXT, BINARY) and self._message is not None:
             return CloseCode.PROTOCOL_ERROR, "new message before the last one's final fragment"
-        if opcode in _DATA:
+        if opcode in DATA:
             if first & 0x40 or (opcode == CONT and self._compressed):
                 too_big = length > self._max_frame  # checked once inflated
             else:
@@ -402,20 +407,11 @@ class Protocol:
         self.messages.append(message)
 
     def _peer_closed(self, payload: bytes) -> None:
-        if len(payload) == 1:
-            self._fail(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte payload")
+        try:
+            code, reason = parse_close(payload)
+        except BadClose as exc:
+            self._fail(*exc.violation)
             return
-        code, reason = int(CloseCode.NO_STATUS_RCVD), ""
-        if payload:
-            code = int.from_bytes(payload[:2], "big")
-            if code not in _PEER_CODES and not 3000 <= code <= 4999:
-                self._fail(CloseCode.PROTOCOL_ERROR, f"close code {code} is not one a peer may send")
-                return
-            try:
-                reason = payload[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in the close reason")
-                return
         self.close_rcvd = (code, reason)
         if self.ending is None:
             self.ending = (code if code != CloseCode.NO_STATUS_RCVD else CloseCode.NORMAL_CLOSURE, reason)
@@ -445,33 +441,3 @@ class Protocol:
         self.overflowed = True
         self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
         return False
-
-
-def _check_start(first: int, short: int) -> tuple[int, str] | None:
-    """Returns (code, reason) if a frame starting with these bytes must fail the connection."""
-    opcode = first & 0x0F
-    if opcode not in _DATA and opcode not in _CONTROL:
-        return CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode:#x}"
-    if opcode in _CONTROL:
-        if not first & 0x80:
-            return CloseCode.PROTOCOL_ERROR, "fragmented control frame"
-        if short > 125:
-            return CloseCode.PROTOCOL_ERROR, "control frame over 125 bytes"
-    return None
-
-
-def _header(opcode: int, length: int) -> bytes:
-    """The header of an unmasked server frame with FIN set."""
-    if length < 126:
-        return bytes((0x80 | opcode, length))
-    if length < 65536:
-        return bytes((0x80 | opcode, 126, length >> 8, length & 0xFF))
-    return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
-
-
-def _truncate(reason: str, limit: int) -> bytes:
-    """``reason`` in UTF-8, cut to ``limit`` bytes on a character boundary."""
-    data = reason.encode("utf-8")
-    if len(data) <= limit:
-        return data
-    return data[:limit].decode("utf-8", "ignore").encode("utf-8")

@@ -12,7 +12,8 @@ from wsproto.frame_protocol import Opcode, RsvBits
 
 from ws4redis_server import wire
 from ws4redis_server.compression import negotiate
-from ws4redis_server.protocol import BinaryMessage, Protocol
+from ws4redis_server.frames import BinaryMessage
+from ws4redis_server.protocol import Protocol
 
 LIMIT = 300  # bytes: small, so that some messages go over it
 MASK = b"\x5a\x0f\xc3\x81"

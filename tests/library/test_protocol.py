@@ -14,8 +14,9 @@ from wsproto.frame_protocol import Opcode, RsvBits
 from ws4redis_server import wire
 from ws4redis_server.compression import negotiate
 from ws4redis_server.delivery import Delivery
+from ws4redis_server.frames import BinaryMessage
 from ws4redis_server.history import Replay
-from ws4redis_server.protocol import BinaryMessage, Protocol, State
+from ws4redis_server.protocol import Protocol, State
 
 MASK = b"\x37\xfa\x21\x3d"
 LIMIT = 1000

@@ -20,7 +20,7 @@ import gevent
 import gevent.socket
 from wsproto.utilities import generate_accept_token
 
-from ..protocol import BinaryMessage
+from ..frames import BinaryMessage
 
 READ_SIZE = 65536
 
