@@ -369,3 +369,29 @@ def test_without_an_offer_nothing_is_compressed(compressing) -> None:  # noqa: A
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send("plain")
         assert ws.recv(timeout=10) == "plain"
+
+
+@pytest.mark.browser
+def test_chromium_negotiates_compression_and_gets_every_message_back(compressing, browser) -> None:  # noqa: ANN001
+    page = browser.new_page()
+    try:
+        page.goto(compressing.http_url + "/")
+        result = page.evaluate("""async (url) => {
+            const ws = new WebSocket(url);
+            ws.binaryType = "arraybuffer";
+            const received = [];
+            ws.onmessage = (event) => received.push(event.data);
+            await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+            const sent = ["héllo ".repeat(300), "", new Uint8Array([0, 1, 2, 255]).buffer, new ArrayBuffer(0)];
+            for (const message of sent) ws.send(message);
+            const deadline = Date.now() + 10000;
+            while (received.length < sent.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+            ws.close(4002, "done");
+            const describe = (data) => typeof data === "string" ? ["text", data.length]
+                                                               : ["binary", Array.from(new Uint8Array(data))];
+            return { extensions: ws.extensions, received: received.map(describe) };
+        }""", compressing.ws_url + ECHO)
+    finally:
+        page.close()
+    assert result["extensions"].startswith("permessage-deflate")
+    assert result["received"] == [["text", 6 * 300], ["text", 0], ["binary", [0, 1, 2, 255]], ["binary", []]]
