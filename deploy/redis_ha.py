@@ -15,8 +15,10 @@ Timings are tight for tests: a sentinel takes a master for down after 1 s, a clu
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -92,6 +94,24 @@ class _Processes:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def cluster_port() -> int:
+    """A free loopback port for a cluster node: at most 55535, its bus port (10,000 above) free too."""
+    for _ in range(1000):
+        port = random.randint(20000, 55535)
+        if all(_bindable(candidate) for candidate in (port, port + 10000)):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _server_args(port: int) -> list[str]:
     return ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--logfile", "redis.log", "--maxclients", "10000"]
@@ -151,6 +171,9 @@ class SentinelSet(_SetUp):
             self._wait(lambda: self.replica_synced(), 20, "the replica to sync")
             self._wait(lambda: all(self._sentinel(p).sentinel_master(SERVICE).get("num-other-sentinels", 0) >= 2
                                    for p in self.sentinel_ports), 20, "the sentinels to see each other")
+            # Sentinels learn of replicas from the master's INFO (every 10 s): a failover before
+            # then aborts with "no good slave".
+            self._wait(self.replica_known, 30, "the sentinels to know the replica")
         except BaseException:
             self.stop()
             raise
@@ -158,6 +181,15 @@ class SentinelSet(_SetUp):
 
     def _sentinel(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+
+    def replica_known(self) -> bool:
+        """True once every sentinel lists the replica, up and linked to the master."""
+        for port in self.sentinel_ports:
+            replicas = self._sentinel(port).sentinel_slaves(SERVICE)
+            if not any(int(replica.get("port", 0)) == self.replica_port and replica.get("master-link-status") == "ok"
+                       and not replica.get("is_sdown") and not replica.get("is_disconnected") for replica in replicas):
+                return False
+        return True
 
     def replica_synced(self) -> bool:
         info = redis.Redis(port=self.replica_port, socket_timeout=2).info("replication")
@@ -179,7 +211,7 @@ class SentinelSet(_SetUp):
         self.procs.kill(port)
         return port
 
-    def wait_promoted(self, old_port: int, timeout: float = 30) -> int:
+    def wait_promoted(self, old_port: int, timeout: float = 60) -> int:
         """Waits until the sentinels name a master other than ``old_port`` that answers as one;
         returns its port."""
         def promoted() -> bool:
@@ -231,7 +263,11 @@ class RedisClusterSet(_SetUp):
     def __init__(self, primaries: int = 3, replicas: int = 1, workdir: Path | None = None,
                  node_timeout_ms: int = 2000) -> None:
         self.procs = _Processes(workdir)
-        self.ports = [free_port() for _ in range(primaries * (1 + replicas))]
+        self.ports: list[int] = []
+        while len(self.ports) < primaries * (1 + replicas):
+            port = cluster_port()
+            if not {port, port + 10000} & {n for p in self.ports for n in (p, p + 10000)}:
+                self.ports.append(port)
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
 
@@ -301,8 +337,9 @@ class RedisClusterSet(_SetUp):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                states = [self.client(p).cluster_info().get("cluster_state") for p in self.procs.processes]
-                if all(state == "ok" for state in states):
+                infos = [self.client(p).execute_command("CLUSTER", "INFO") for p in self.procs.processes]
+                if all(b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode())
+                       for info in infos):
                     return
             except redis.RedisError:
                 pass

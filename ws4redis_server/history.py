@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
 
 from . import wire
 from .wire import parse_id
@@ -63,7 +64,8 @@ end
 return {id, receivers}
 """
 
-_REPLAY = """
+# Lua: ids as (ms, seq) and their order.
+_ID_FUNCTIONS = """
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -73,6 +75,9 @@ local function older(a, b)
   local bm, bs = parse(b)
   return am < bm or (am == bm and as < bs)
 end
+"""
+
+_REPLAY = _ID_FUNCTIONS + """
 local start = ARGV[1]
 local pos = redis.call('GET', KEYS[1])
 if not pos then
@@ -114,6 +119,69 @@ return out
 """
 
 
+# Redis Cluster: one script per channel, every key in the channel's slot (``wire``'s hash tags),
+# SPUBLISH so that the message goes to the channel's shard only. The id is the channel's own:
+# XADD ``*`` on its stream (the shard's clock in milliseconds, a sequence within one). KEYS: the
+# channel, its stream, its notice channel, its binary marker. ARGV as _PUBLISH, then '1' to keep
+# it in the history (with an id) and '1' to send the notice.
+_PUBLISH_SHARDED = """
+local id = ''
+local maxlen, age, expire = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if ARGV[9] ~= '' then
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'm', ARGV[4], 'o', ARGV[5])
+  local ms = tonumber(string.match(id, '^(%d+)-'))
+  redis.call('XTRIM', KEYS[2], 'MINID', '~', string.format('%.0f', ms - age))
+  redis.call('PEXPIRE', KEYS[2], age)
+end
+if ARGV[10] ~= '' then redis.call('SPUBLISH', KEYS[3], ARGV[6] .. id .. ARGV[7]) end
+local receivers = redis.call('SPUBLISH', KEYS[1], ARGV[4])
+if expire > 0 then
+  redis.call('SET', KEYS[1], ARGV[4], 'EX', expire)
+  if ARGV[8] ~= '' then redis.call('SET', KEYS[4], ARGV[8], 'EX', expire)
+  else redis.call('DEL', KEYS[4]) end
+end
+return {id, receivers}
+"""
+
+# One channel's stream on its shard: the entries after ARGV[1] (XRANGE from ARGV[5]) up to the
+# cut ARGV[3], and whether some may be lost (trimmed; the window passed; or, with ARGV[4], a newer
+# id than the stream's newest: a failover lost the tail). Returns {gap, id, message, opcode, ...}.
+_REPLAY_SHARDED = _ID_FUNCTIONS + """
+local start, age, cut = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
+local out = {0}
+if info.err then
+  local now = redis.call('TIME')
+  if parse(start) < tonumber(now[1]) * 1000 - age then out[1] = 1 end
+  return out
+end
+local fields = {}
+for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+local added = tonumber(fields['entries-added'] or -1)
+local first = fields['first-entry']
+if first and older(start, first[1]) and (added < 0 or added > tonumber(fields['length'])) then out[1] = 1 end
+if ARGV[4] ~= '' and older(fields['last-generated-id'], start) then out[1] = 1 end
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[5], cut)) do
+  out[#out + 1] = entry[1]
+  out[#out + 1] = entry[2][2]
+  out[#out + 1] = entry[2][4] or ''
+end
+return out
+"""
+# The sequence of a cut position (below): no message id has it.
+CUT_SEQUENCE = 2 ** 64 - 1
+
+
+def is_cluster(client: Any) -> bool:
+    """True if ``client`` talks to a Redis Cluster (ids and histories per channel, sharded pub/sub)."""
+    return isinstance(client, RedisCluster)
+
+
+def stream_key_tagged(prefix: str, channel: str) -> str:
+    """``channel``'s stream on a Redis Cluster, in the channel's slot (``[prefix:]ws4redis:history:{<channel>}``)."""
+    return wire.tagged(f"{prefix}ws4redis:history:", channel)
+
+
 def sequence_key(prefix: str) -> str:
     """The key holding the last id given out."""
     return f"{prefix}ws4redis:last-id"
@@ -127,7 +195,30 @@ def stream_key(prefix: str, channel: str) -> str:
 @functools.lru_cache(maxsize=8)
 def _scripts(client: redis.Redis) -> tuple[Any, Any]:
     """The publish and replay scripts, registered on ``client`` (one per process, as a rule)."""
+    if is_cluster(client):
+        return client.register_script(_PUBLISH_SHARDED), client.register_script(_REPLAY_SHARDED)
     return client.register_script(_PUBLISH), client.register_script(_REPLAY)
+
+
+def publish_sharded(client: redis.Redis, prefix: str, channels: Iterable[str], message: bytes, *, length: int,
+                    seconds: int, expire: int = 0, text: bool, receipt: str | None = None,
+                    history: bool = True) -> tuple[str, int]:
+    """:func:`publish` on a Redis Cluster: one script per channel on the channel's shard (SPUBLISH),
+    each with the channel's own id; without ``history`` no id, and a notice only when a receipt or
+    the opcode needs one. Returns (the last channel's id, sum of SPUBLISH replies)."""
+    before, after = wire.notice_parts(text, receipt)
+    marker = wire.binary_marker(message, text)
+    notice = history or receipt is not None or marker is not None
+    stored_marker = (marker or b"") if expire > 0 else b""
+    script = _scripts(client)[0]
+    message_id, receivers = "", 0
+    for channel in channels:
+        reply = script(keys=[channel, stream_key_tagged(prefix, channel), wire.notice_channel(prefix, channel),
+                             wire.binary_marker_key(prefix, channel)],
+                       args=[length, seconds * 1000, expire, message, wire.TEXT if text else wire.BINARY,
+                             before, after, stored_marker, "1" if history else "", "1" if notice else ""])
+        message_id, receivers = reply[0].decode("ascii"), receivers + int(reply[1])
+    return message_id, receivers
 
 
 def publish(client: redis.Redis, prefix: str, channels: Iterable[str], message: bytes, *, length: int,
@@ -139,6 +230,9 @@ def publish(client: redis.Redis, prefix: str, channels: Iterable[str], message: 
     Returns (id, sum of PUBLISH replies on ``channels``); raises redis.RedisError."""
     if text is None:
         text = wire.is_text(message)
+    if is_cluster(client):
+        return publish_sharded(client, prefix, channels, message, length=length, seconds=seconds, expire=expire,
+                               text=text, receipt=receipt)
     keys = [sequence_key(prefix)]
     for channel in channels:
         keys += [channel, stream_key(prefix, channel), wire.notice_channel(prefix, channel),
@@ -152,9 +246,21 @@ def publish(client: redis.Redis, prefix: str, channels: Iterable[str], message: 
 
 
 def position(client: redis.Redis, prefix: str) -> str:
-    """Returns the last id given out ("0-0" if none); raises redis.RedisError."""
+    """Returns the last id given out ("0-0" if none); on a Redis Cluster, where ids are per
+    channel, a cut position: every id of every channel given out before now is below it (see
+    :func:`cut`). Raises redis.RedisError."""
+    if is_cluster(client):
+        return cut(client)
     value = cast("bytes | None", client.get(sequence_key(prefix)))
     return value.decode("ascii") if value else "0-0"
+
+
+def cut(client: redis.Redis) -> str:
+    """A position between ids on a Redis Cluster: ``<ms>-<2**64-1>`` for the millisecond before
+    the cluster's clock now (TIME), above every id given out until now and below every later one.
+    It assumes the nodes' clocks agree (NTP: within a few milliseconds)."""
+    seconds, microseconds = cast("tuple[int, int]", client.time())
+    return f"{seconds * 1000 + microseconds // 1000 - 1}-{CUT_SEQUENCE}"
 
 
 @dataclass
@@ -172,6 +278,8 @@ class Replay:
 def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, seconds: int) -> Replay:
     """Returns the messages of ``channels`` after id ``start`` up to the current position, in
     id order, in one round trip; raises redis.RedisError."""
+    if is_cluster(client):
+        return _replay_sharded(client, prefix, channels, start, seconds)
     keys = [sequence_key(prefix)] + [stream_key(prefix, channel) for channel in channels]
     reply = _scripts(client)[1](keys=keys, args=[start, seconds * 1000])
     entries = []
@@ -181,3 +289,30 @@ def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, se
                         wire.entry_is_text(reply[i + 3], data)))
     entries.sort(key=lambda entry: parse_id(entry[0]))
     return Replay(reply[0].decode("ascii"), bool(reply[1]), entries)
+
+
+def _replay_sharded(client: redis.Redis, prefix: str, channels: list[str], start: str, seconds: int) -> Replay:
+    """:func:`replay` on a Redis Cluster: one script per channel, on its shard, up to a cut taken
+    first (:func:`cut`), which is the position returned: a message of any channel with an id up
+    to it was published before the cut, so its stream had it when read; a later one is not
+    replayed and comes live. A socket on one channel that resumes from a message id newer than
+    the channel's newest (a failover lost the tail) gets a gap."""
+    position = cut(client)
+    if not start:
+        return Replay(position, False)
+    milliseconds, sequence = parse_id(start)
+    exact = len(channels) == 1 and sequence != CUT_SEQUENCE
+    # XRANGE's exclusive "(<id>" cannot follow the last sequence of a millisecond.
+    after = f"{milliseconds + 1}-0" if sequence == CUT_SEQUENCE else f"({start}"
+    script = _scripts(client)[1]
+    gap = False
+    entries = []
+    for channel in channels:
+        reply = script(keys=[stream_key_tagged(prefix, channel)],
+                       args=[start, seconds * 1000, position, "1" if exact else "", after])
+        gap = gap or bool(reply[0])
+        for i in range(1, len(reply), 3):
+            data = reply[i + 1]
+            entries.append((reply[i].decode("ascii"), channel, data, wire.entry_is_text(reply[i + 2], data)))
+    entries.sort(key=lambda entry: parse_id(entry[0]))
+    return Replay(position, gap, entries)

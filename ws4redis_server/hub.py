@@ -31,7 +31,7 @@ import redis
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from . import receipts, wire
+from . import receipts, redis_modes, wire
 from .channels import control_channel, parse_control
 from .conf import Settings, get_settings
 from .redis_client import get_redis, make_client
@@ -60,6 +60,49 @@ class _PubSub(redis.client.PubSub):
             conn.disconnect()
 
 
+def read_replies(pubsub: Any, write_lock: Semaphore,
+                 on_message: Callable[[str, bytes, tuple[str, bytes] | None], tuple[str, bytes] | None],
+                 on_confirmed: Callable[[str], None], on_unsubscribed: Callable[[str], None] | None = None) -> None:
+    """Reads every reply of a pub/sub connection (buffered in redis-py or not) until it fails:
+    each message goes to ``on_message(channel, data, notice)`` with the notice read just before
+    it (Redis sends a notice and its message back to back, so only the very next reply may use
+    it), each (S)SUBSCRIBE confirmation to ``on_confirmed``, each SUNSUBSCRIBE to
+    ``on_unsubscribed``. Pings Redis after READ_TIMEOUT seconds without traffic; raises
+    redis.ConnectionError if that gets no answer either."""
+    pinged = False
+    pending: tuple[str, bytes] | None = None
+    while True:
+        message = pubsub.get_message(timeout=READ_TIMEOUT)
+        if message is None:
+            if pinged:
+                raise redis.ConnectionError(f"no reply to PING within {READ_TIMEOUT:.0f}s")
+            with write_lock:
+                pubsub.ping()
+            pinged = True
+            continue
+        pinged = False
+        notice, pending = pending, None
+        kind = message["type"]
+        if kind == "message" or kind == "smessage":
+            pending = on_message(message["channel"].decode("utf-8", "replace"), message["data"], notice)
+        elif kind == "subscribe" or kind == "ssubscribe":
+            on_confirmed(message["channel"].decode("utf-8", "replace"))
+        elif kind == "sunsubscribe" and on_unsubscribed is not None:
+            on_unsubscribed(message["channel"].decode("utf-8", "replace"))
+
+
+def confirm(inflight: dict[str, int], sent: set[str], confirmed: dict[str, Event], channel: str) -> None:
+    """Counts a SUBSCRIBE confirmation of ``channel``; sets its event once the last one sent on
+    the connection is confirmed, if the channel is still wanted there."""
+    left = inflight.get(channel, 0) - 1
+    if left > 0:
+        inflight[channel] = left
+        return
+    inflight.pop(channel, None)
+    if channel in sent:
+        confirmed.setdefault(channel, Event()).set()
+
+
 class Listener(Protocol):
     def deliver(self, channel: str, data: bytes, is_text: bool, message_id: str | None) -> None: ...
 
@@ -84,6 +127,7 @@ class Hub:
         self._client: Any = None
         self._greenlets: list[gevent.Greenlet] = []
         self._receipts: dict[str, int] = {}
+        self._budget = YIELD_EVERY  # messages fanned out before the reader yields
         self.last_id: str | None = None  # id of the newest message read that had one
         self.stats = {"messages_in": 0, "deliveries": 0, "reconnects": 0, "outages": 0}
 
@@ -137,9 +181,8 @@ class Hub:
         when it is back); while the hub is still making its first connection, waits for it."""
         deadline = time.monotonic() + timeout
         for channel in channels:
-            if not self._connected.is_set():
-                if self._down or not self._connected.wait(max(0.0, deadline - time.monotonic())):
-                    return False
+            if not self._ready(deadline):
+                return False
             event = self._confirmed.get(channel)
             if event is None:
                 event = self._confirmed[channel] = Event()
@@ -147,6 +190,13 @@ class Hub:
             if not event.wait(max(0.0, deadline - time.monotonic())):
                 return False
         return True
+
+    def _ready(self, deadline: float) -> bool:
+        """False if Redis is known to be unreachable, or the first connection is not made by
+        ``deadline`` (monotonic)."""
+        if self._connected.is_set():
+            return True
+        return not self._down and self._connected.wait(max(0.0, deadline - time.monotonic()))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -208,10 +258,12 @@ class Hub:
                 self._connected.clear()
                 self._close_pubsub()
 
-    def _resync_listeners(self) -> None:
-        """Tells every listener that can catch up that messages may have been missed. Runs before
-        the new connection is read, so a listener can hold live messages until it has caught up."""
-        for listener in {listener for listeners in self._listeners.values() for listener in listeners}:
+    def _resync_listeners(self, channels: Iterable[str] | None = None) -> None:
+        """Tells every listener (of ``channels``, or of all) that can catch up that messages may
+        have been missed. Runs before the new connection is read, so a listener can hold live
+        messages until it has caught up."""
+        wanted = self._listeners if channels is None else channels
+        for listener in {listener for channel in wanted for listener in self._listeners.get(channel, ())}:
             resync = getattr(listener, "resync", None)
             if resync is not None:
                 try:
@@ -261,59 +313,40 @@ class Hub:
                 pass
 
     def _read_messages(self) -> None:
-        pubsub = self._pubsub
-        listeners = self._listeners
-        stats = self.stats
-        prefix = self.settings.prefix
-        pinged = False
-        budget = YIELD_EVERY
-        # The last reply was a notice: (its channel, the notice). Redis sends a notice and its
-        # message back to back, so only the very next reply may use it.
-        pending: tuple[str, bytes] | None = None
-        while True:
-            message = pubsub.get_message(timeout=READ_TIMEOUT)
-            if message is None:
-                if pinged:
-                    raise redis.ConnectionError(f"no reply to PING within {READ_TIMEOUT:.0f}s")
-                with self._write_lock:
-                    pubsub.ping()
-                pinged = True
-                continue
-            pinged = False
-            notice, pending = pending, None
-            kind = message["type"]
-            if kind == "message":
-                channel = message["channel"].decode("utf-8", "replace")
-                receivers = listeners.get(channel)
-                if receivers:
-                    stats["messages_in"] += 1
-                    data = message["data"]
-                    if notice is not None and notice[0] == channel:
-                        message_id, text, receipt = wire.parse_notice(notice[1])
-                    else:  # PUBLISHed by someone else (or by a publisher of 0.2.0)
-                        message_id, receipt, data = wire.unwrap_legacy(data)
-                        text = wire.is_text(data)
-                    if message_id is not None:
-                        self.last_id = message_id
-                    for listener in tuple(receivers):
-                        listener.deliver(channel, data, text, message_id)
-                    stats["deliveries"] += len(receivers)
-                    if receipt is not None:
-                        self._receipts[receipt] = self._receipts.get(receipt, 0) + len(receivers)
-                    budget -= 1
-                    if not budget:
-                        # Reading a burst buffered in the socket never blocks: without this the
-                        # outboxes would take the whole burst before any socket sends a message.
-                        budget = YIELD_EVERY
-                        gevent.sleep(0)
-                elif (target := wire.notice_target(prefix, channel)) is not None:
-                    pending = (target, message["data"])
-                else:
-                    stats["messages_in"] += 1
-                    if channel == self.control_channel:
-                        self._on_control(message["data"])
-            elif kind == "subscribe":
-                self._on_confirmed(message["channel"].decode("utf-8", "replace"))
+        read_replies(self._pubsub, self._write_lock, self._on_message, self._on_confirmed)
+
+    def _on_message(self, channel: str, data: bytes, notice: tuple[str, bytes] | None) -> tuple[str, bytes] | None:
+        """Fans out a message read on ``channel``, with the ``notice`` read just before it (if
+        any). Returns (channel, notice) if the message is itself a notice, for the next one."""
+        receivers = self._listeners.get(channel)
+        if receivers:
+            self.stats["messages_in"] += 1
+            if notice is not None and notice[0] == channel:
+                message_id, text, receipt = wire.parse_notice(notice[1])
+            else:  # PUBLISHed by someone else (or by a publisher of 0.2.0)
+                message_id, receipt, data = wire.unwrap_legacy(data)
+                text = wire.is_text(data)
+            if message_id is not None:
+                self.last_id = message_id
+            for listener in tuple(receivers):
+                listener.deliver(channel, data, text, message_id)
+            self.stats["deliveries"] += len(receivers)
+            if receipt is not None:
+                self._receipts[receipt] = self._receipts.get(receipt, 0) + len(receivers)
+            self._budget -= 1
+            if not self._budget:
+                # Reading a burst buffered in the socket never blocks: without this the outboxes
+                # would take the whole burst before any socket sends a message.
+                self._budget = YIELD_EVERY
+                gevent.sleep(0)
+            return None
+        target = wire.notice_target(self.settings.prefix, channel)
+        if target is not None:
+            return target, data
+        self.stats["messages_in"] += 1
+        if channel == self.control_channel:
+            self._on_control(data)
+        return None
 
     def _on_control(self, data: bytes) -> None:
         verb, arguments = parse_control(data)
@@ -326,13 +359,7 @@ class Hub:
             logger.exception("control notice %r failed", verb)
 
     def _on_confirmed(self, channel: str) -> None:
-        left = self._inflight.get(channel, 0) - 1
-        if left > 0:
-            self._inflight[channel] = left
-            return
-        self._inflight.pop(channel, None)
-        if channel in self._sent:
-            self._confirmed.setdefault(channel, Event()).set()
+        confirm(self._inflight, self._sent, self._confirmed, channel)
 
     # -- delivery receipts -----------------------------------------------------------------------
 
@@ -409,8 +436,14 @@ _hub: Hub | None = None
 
 
 def get_hub() -> Hub:
-    """Returns this process's hub, started."""
+    """Returns this process's hub, started: on a Redis Cluster a ``shards.ShardedHub`` (one
+    pub/sub connection per primary), otherwise one connection to the server or Sentinel master."""
     global _hub
     if _hub is None:
-        _hub = Hub()
+        if get_settings().redis_mode.kind == redis_modes.CLUSTER:
+            from .shards import ShardedHub
+
+            _hub = ShardedHub()
+        else:
+            _hub = Hub()
     return _hub.start()

@@ -49,6 +49,8 @@ from django.utils.crypto import constant_time_compare
 
 from .channels import GROUPS_CHANGED, control_channel, control_message
 from .conf import get_settings
+from .history import is_cluster
+from .publisher import publish_to
 from .redis_client import get_redis
 
 logger = logging.getLogger("ws4redis_server.identity")
@@ -151,19 +153,24 @@ def forget(user_ids: Iterable[Any]) -> None:
 def _drop(users: list[tuple[Any, str]], notify: bool) -> None:
     settings = get_settings()
     client = get_redis()
+    # On a Redis Cluster the users' keys live on several shards (no MULTI across them) and the
+    # hubs read the control channel with SSUBSCRIBE: the notice follows the pipeline, SPUBLISHed.
+    cluster = is_cluster(client)
     try:
         for start in range(0, len(users), BATCH):
             batch = users[start:start + BATCH]
-            with client.pipeline(transaction=True) as pipe:
+            notice = control_message(GROUPS_CHANGED, [username for _, username in batch])
+            with client.pipeline(transaction=not cluster) as pipe:
                 for user_id, _ in batch:
                     key = cache_key(settings.prefix, user_id)
                     pipe.hincrby(key, "generation", 1)  # refuses the fills of handshakes under way
                     pipe.hdel(key, "username", "groups", "auth")
                     pipe.expire(key, GENERATION_SECONDS)
-                if notify:
-                    pipe.publish(control_channel(settings.prefix),
-                                 control_message(GROUPS_CHANGED, [username for _, username in batch]))
+                if notify and not cluster:
+                    pipe.publish(control_channel(settings.prefix), notice)
                 pipe.execute()
+            if notify and cluster:
+                publish_to(client, [control_channel(settings.prefix)], notice, history=False)
     except redis.RedisError as exc:
         logger.warning("could not drop the cached identity of %d users (handshakes may see the old "
                        "one for up to %ds, open sockets keep their channels): %s",

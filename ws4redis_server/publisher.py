@@ -92,6 +92,9 @@ def publish_to(client: redis.Redis, channels: Iterable[str], message: bytes, exp
     if history and settings.history_length > 0:
         return history_.publish(client, settings.prefix, channels, message, length=settings.history_length,
                                 seconds=settings.history_seconds, expire=expire, text=text, receipt=receipt)[1]
+    if history_.is_cluster(client):  # SPUBLISH, one script per channel (each on its own shard)
+        return history_.publish_sharded(client, settings.prefix, channels, message, length=0, seconds=0,
+                                        expire=expire, text=text, receipt=receipt, history=False)[1]
     # Without an id, a notice is needed only for a receipt or an opcode the hubs would get wrong
     # (binary, yet UTF-8); MULTI/EXEC keeps it next to its message.
     marker = wire.binary_marker(message, text)
@@ -251,10 +254,27 @@ class RedisPublisher:
                 keys.append(channel_name(prefix, "user", facility, identity.username))
             elif candidate == "group":
                 keys.extend(channel_name(prefix, "group", facility, group) for group in identity.groups)
-        for value in get_redis().mget(keys) if keys else ():
+        for value in _mget(get_redis(), keys) if keys else ():
             if value:  # ws4redis skips an empty value too
-                return value  # type: ignore[return-value]  # bytes: the client does not decode
+                return value  # bytes: the client does not decode
         return None
+
+
+def _mget(client: redis.Redis, keys: list[str]) -> list[Any]:
+    """MGET, split by slot on a Redis Cluster (one MGET per slot; Redis refuses one across slots)."""
+    if history_.is_cluster(client):
+        return client.mget_nonatomic(keys)  # type: ignore[attr-defined]
+    return client.mget(keys)
+
+
+def persisted_messages(client: redis.Redis, prefix: str, channels: list[str]) -> list[tuple[bytes, bool]]:
+    """Returns the persisted message of each of ``channels`` that has one, with whether it goes
+    out as text, in any Redis mode (a Redis Cluster refuses MGET across slots, and redis-py's
+    cluster pipeline refuses MGET altogether); raises redis.RedisError."""
+    values = _mget(client, channels)
+    markers = _mget(client, [wire.binary_marker_key(prefix, channel) for channel in channels])
+    return [(value, wire.persisted_is_text(value, marker))
+            for value, marker in zip(values, markers, strict=True) if value is not None]
 
 
 def publish(channel: str, message: Any, expire: int = 0) -> int:

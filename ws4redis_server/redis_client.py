@@ -90,7 +90,7 @@ def make_cluster_client(settings: Settings, **extra: Any) -> RedisCluster:
     for name in _RETRY_OPTIONS:
         kwargs.pop(name, None)
     return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in settings.redis_mode.addresses],
-                        connection_pool_class=redis.BlockingConnectionPool, timeout=10,
+                        connection_pool_class=redis.BlockingConnectionPool,
                         max_connections=settings.redis_max_connections, **kwargs)
 
 

@@ -107,7 +107,7 @@ def _slot_tag(channel: str) -> str | None:
     return None
 
 
-def _tagged(head: str, channel: str) -> str:
+def tagged(head: str, channel: str) -> str:
     """``head{channel}`` in ``channel``'s hash slot, or ``head{tag}channel`` when ``channel`` has
     its own hash tag; ``channel`` can always be read back. A channel with a ``}`` and no tag
     (only a group name or a prefix can bring one) cannot be put in a tag: ``head{}channel``,
@@ -122,7 +122,7 @@ def _tagged(head: str, channel: str) -> str:
 
 def notice_channel(prefix: str, channel: str) -> str:
     """The companion channel that carries the notices of ``channel``'s messages."""
-    return _tagged(f"{prefix}{_NOTICE}", channel)
+    return tagged(f"{prefix}{_NOTICE}", channel)
 
 
 def notice_target(prefix: str, name: str) -> str | None:
@@ -181,7 +181,7 @@ def unwrap_legacy(data: bytes) -> tuple[str | None, str | None, bytes]:
 
 def binary_marker_key(prefix: str, channel: str) -> str:
     """The key that says ``channel``'s persisted message is binary although it is UTF-8."""
-    return _tagged(f"{prefix}{_BINARY_MARKER}", channel)
+    return tagged(f"{prefix}{_BINARY_MARKER}", channel)
 
 
 def binary_marker(message: bytes, text: bool) -> bytes | None:
