@@ -246,9 +246,11 @@ class Connection:
             protocol.receive_data(data)
 
     def _dispatch(self) -> None:
-        messages, on_message = self.protocol.messages, self.app.on_message
-        while messages:
-            on_message(self, messages.popleft())
+        protocol, on_message = self.protocol, self.app.on_message
+        while protocol.messages:
+            messages, protocol.messages = protocol.messages, []
+            for message in messages:
+                on_message(self, message)
 
     def _flush(self, timeout: float) -> None:
         protocol, write = self.protocol, self.transport.write

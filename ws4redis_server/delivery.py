@@ -31,6 +31,9 @@ class Delivery:
     """The delivery rules of one socket. ``deliver`` and ``send`` return False when the message
     overflowed the outbox (the protocol is closing with 4000): the caller stops deliveries."""
 
+    __slots__ = ("echo", "floor", "history", "holding", "ids", "last_received", "position", "protocol",
+                 "resume_from")  # one per socket: no __dict__
+
     def __init__(self, protocol: Protocol, *, echo: bool = True, history: bool = False, ids: bool = False,
                  resume_from: str | None = None) -> None:
         self.protocol = protocol
