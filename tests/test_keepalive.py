@@ -90,3 +90,10 @@ def test_an_idle_socket_gets_the_heartbeat_and_a_busy_one_does_not(pinging_stack
                 break
     assert [message for message in received if message != "--heartbeat--"] == [f"m{n}" for n in range(8)]
     assert received.count("--heartbeat--") <= 1, received  # at most one, right after the first tick
+
+
+def test_a_handlers_socket_gets_no_heartbeat(pinging_stack) -> None:
+    with connect(f"{pinging_stack.ws_url}/ws/echo/raw/") as ws:  # the handler's protocol is its own
+        time.sleep(3 * INTERVAL)
+        ws.send("only this")
+        assert ws.recv(timeout=10) == "only this"

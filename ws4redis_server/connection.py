@@ -71,9 +71,10 @@ class Connection:
     def __init__(self, transport: Transport, hub: Hub, settings: Settings, app: Application,
                  subscribe: list[str] = (), echo: bool = True,  # type: ignore[assignment]
                  ids: bool = False, resume_from: str | None = None,
-                 compression: tuple[str, Deflate] | None = None) -> None:
+                 compression: tuple[str, Deflate] | None = None, idle_heartbeat: bool = False) -> None:
         """``compression``: the ``Sec-WebSocket-Extensions`` answer and the socket's
-        permessage-deflate, when negotiated (``compression.negotiate``)."""
+        permessage-deflate, when negotiated (``compression.negotiate``); ``idle_heartbeat``: send
+        WS4REDIS_HEARTBEAT when the socket was sent nothing for a wake interval."""
         self.transport = transport
         self.hub = hub
         self.settings = settings
@@ -83,7 +84,7 @@ class Connection:
         history_on = bool(self.initial_channels) and settings.history_length > 0
         self.protocol = Protocol(settings.max_message_size, settings.outbox_messages, settings.outbox_bytes,
                                  settings.rate_limit, settings.rate_burst, settings.heartbeat,
-                                 ids=ids and history_on, stats=STATS,
+                                 ids=ids and history_on, idle_heartbeat=idle_heartbeat, stats=STATS,
                                  deflate=compression[1] if compression else None)
         self.extensions = compression[0] if compression else None
         # Message history (see delivery.py): a socket with ``ids`` gets each message as

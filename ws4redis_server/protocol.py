@@ -69,21 +69,23 @@ class Protocol:
 
     ``send`` may be called from any greenlet; everything else from the socket's own loop.
     ``deflate``: permessage-deflate as negotiated in the handshake (``compression.negotiate``).
-    ``heartbeat`` is answered and sent as ``\n<heartbeat>`` on a socket with ``ids`` (every
-    message of such a socket has an id line; the JavaScript client reads it as a heartbeat).
+    ``heartbeat`` is answered (as ``\n<heartbeat>`` on a socket with ``ids``: every message of
+    such a socket has an id line; the JavaScript client reads it as a heartbeat) and, with
+    ``idle_heartbeat``, sent to the peer when nothing else was for a wake interval (pub/sub
+    sockets, as ws4redis did; a handler's protocol is its own).
     ``stats`` is a dict of counters to add to (``messages_received``, ``messages_sent``,
     ``dropped_messages``, ``outbox_high_water``); ``clock`` returns seconds (the rate limit's).
     """
 
-    __slots__ = ("_compressed", "_decoder", "_failed", "_have", "_heartbeat_frame", "_max_frame", "_message",
-                 "_message_opcode", "_message_size", "_need", "_pending", "_pinged", "_received", "_sent", "_skip",
-                 "_stamp", "_tokens", "burst", "clock", "close_rcvd", "close_sent", "deflate", "ending",
-                 "heartbeat", "lost", "max_bytes", "max_message_size", "max_messages", "messages", "outbox",
-                 "outbox_bytes", "overflowed", "rate", "state", "stats")  # one per socket: no __dict__
+    __slots__ = ("_compressed", "_decoder", "_failed", "_have", "_heartbeat_frame", "_idle_heartbeat", "_max_frame",
+                 "_message", "_message_opcode", "_message_size", "_need", "_pending", "_pinged", "_received",
+                 "_sent", "_skip", "_stamp", "_tokens", "burst", "clock", "close_rcvd", "close_sent", "deflate",
+                 "ending", "heartbeat", "lost", "max_bytes", "max_message_size", "max_messages", "messages",
+                 "outbox", "outbox_bytes", "overflowed", "rate", "state", "stats")  # one per socket: no __dict__
 
     def __init__(self, max_message_size: int, outbox_messages: int = 20_000, outbox_bytes: int = 4 << 20,
                  rate: float | None = None, burst: float = 0.0, heartbeat: str | None = None,
-                 ids: bool = False, stats: dict[str, int] | None = None,
+                 ids: bool = False, idle_heartbeat: bool = False, stats: dict[str, int] | None = None,
                  clock: Callable[[], float] = time.monotonic, deflate: Deflate | None = None) -> None:
         self.max_message_size = max_message_size
         self.deflate = deflate
@@ -93,6 +95,7 @@ class Protocol:
         self.max_bytes = outbox_bytes
         self.heartbeat = heartbeat.encode("utf-8") if heartbeat else None
         self._heartbeat_frame = wire.frame(None, self.heartbeat) if ids and self.heartbeat else self.heartbeat
+        self._idle_heartbeat = idle_heartbeat and self.heartbeat is not None
         self.stats = stats if stats is not None else {}
         self.clock = clock
         self.rate, self.burst = rate, burst or (2 * rate if rate else 0.0)
@@ -188,11 +191,11 @@ class Protocol:
     def tick(self) -> None:
         """A wake interval has passed. Without inbound traffic since the last tick, pings the
         peer, or drops it (1006, :attr:`lost`) if it has not answered the previous ping; with a
-        heartbeat and nothing sent since the last tick, sends the heartbeat."""
+        ``idle_heartbeat`` and nothing sent since the last tick, sends the heartbeat."""
         if self.state is not State.OPEN or self.ending is not None:
             return
-        if self._heartbeat_frame is not None and not self._sent:
-            self.send(self._heartbeat_frame, True)
+        if self._idle_heartbeat and not self._sent:
+            self.send(self._heartbeat_frame or b"", True)
         if not self._received:
             if self._pinged:
                 self._lose("no pong to the last ping")

@@ -87,7 +87,7 @@ def connection_for(plan: Plan, transport: Transport, settings: Settings,
     return Connection(transport, get_hub(), settings, RelayApp(plan.publish, settings.expire),
                       subscribe=plan.subscribe, echo=plan.flags.echo,
                       ids=plan.flags.ids or plan.resume_from is not None, resume_from=plan.resume_from,
-                      compression=compression)
+                      compression=compression, idle_heartbeat=True)
 
 
 def error_response(error: HandshakeError, start_response: Callable[..., Any]) -> Iterable[bytes]:

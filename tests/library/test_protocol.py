@@ -331,7 +331,7 @@ def test_with_ids_the_heartbeat_has_an_empty_id_line() -> None:
 
 
 def test_the_server_heartbeat_goes_only_to_sockets_sent_nothing_for_an_interval() -> None:
-    protocol = new(heartbeat="hb")
+    protocol = new(heartbeat="hb", idle_heartbeat=True)
     protocol.receive_data(frame(0x8A))  # the peer is alive: no ping either
     protocol.tick()
     assert sent(protocol) == [("text", "hb")]
@@ -345,11 +345,18 @@ def test_the_server_heartbeat_goes_only_to_sockets_sent_nothing_for_an_interval(
     assert sent(protocol) == [("text", "hb")]
 
 
-def test_no_server_heartbeat_without_the_setting() -> None:
-    protocol = new()
+def test_no_server_heartbeat_without_the_setting_or_on_a_handlers_socket() -> None:
+    for protocol in (new(idle_heartbeat=True), new(heartbeat="hb")):
+        protocol.receive_data(frame(0x8A))
+        protocol.tick()
+        assert sent(protocol) == []
+
+
+def test_with_ids_the_server_heartbeat_has_an_empty_id_line_too() -> None:
+    protocol = new(heartbeat="hb", ids=True, idle_heartbeat=True)
     protocol.receive_data(frame(0x8A))
     protocol.tick()
-    assert sent(protocol) == []
+    assert sent(protocol) == [("text", "\nhb")]
 
 
 # -- rate limit ------------------------------------------------------------------------------
