@@ -14,20 +14,34 @@ PYENV_VERSIONS ?= /root/.pyenv/versions
 MATRIX_PATH := $(PYENV_VERSIONS)/3.11.7/bin:$(PYENV_VERSIONS)/3.12.1/bin:$(PYENV_VERSIONS)/3.13.0/bin
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test test-library bench bench-check matrix dist system-deps venv check style types coverage clean
+.PHONY: run cluster test test-cluster test-library bench bench-check matrix dist system-deps venv check style types coverage clean
 
-## run: set everything up, then serve the site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)
+## run: set everything up, then serve the site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops it);
+## REDIS=cluster serves it on a local Redis Cluster and 3 WebSocket nodes, as `make cluster`
 run: $(VENV)/.site
-	@$(PY) -m deploy.stack run --port $(PORT)
+	@$(PY) -m deploy.stack run --port $(PORT) $(if $(filter cluster,$(REDIS)),--redis cluster --nodes 3)
+
+## cluster: the site on a local Redis Cluster (3 primaries + 3 replicas) and 3 WebSocket nodes
+## behind nginx, Django on its own (Ctrl-C stops everything)
+cluster: $(VENV)/.site
+	@$(PY) -m deploy.stack run --port $(PORT) --redis cluster --nodes 3
 
 ## test: the library's own tests (tests/library, LIBRARY_PYTEST_ARGS), then the site's suite
-## against real Redis, uWSGI, nginx, Chromium (PYTEST_ARGS). Both run; either failing fails.
+## against real Redis, uWSGI, nginx, Chromium (PYTEST_ARGS), then the Redis Cluster, Sentinel and
+## several-nodes tests (make test-cluster, CLUSTER_PYTEST_ARGS). All run; any failing fails.
 test: $(VENV)/.test
 	WITH_BROWSER=1 bash deploy/install-system-deps.sh
 	@status=0; \
 	$(PY) -m pytest -c tests/library/pytest.ini tests/library $(LIBRARY_PYTEST_ARGS) || status=$$?; \
-	$(PY) -m pytest -m "not bench" $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest -m "not bench and not cluster" $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest -m cluster $(CLUSTER_PYTEST_ARGS) || status=$$?; \
 	exit $$status
+
+## test-cluster: Redis Cluster, Sentinel and several WebSocket nodes, started by the tests on
+## loopback ports (the tests marked `cluster`)
+test-cluster: $(VENV)/.test
+	bash deploy/install-system-deps.sh
+	$(PY) -m pytest -m cluster $(CLUSTER_PYTEST_ARGS)
 
 ## test-library: the library's own tests only
 test-library: $(VENV)/.test

@@ -310,18 +310,25 @@ def _page_answers(url: str) -> bool:
         return False
 
 
-def run(port: int, run_dir: Path = ROOT / "run") -> int:
+def run(port: int, run_dir: Path = ROOT / "run", redis: str = "single", nodes: int = 1) -> int:
     """Sets up and serves the site until Ctrl-C or SIGTERM, then stops what it started. Prints
-    one line per step; returns the exit status (1: refused, a step failed or a server died)."""
+    one line per step; returns the exit status (1: refused, a step failed or a server died).
+    ``redis="cluster"`` starts a local Redis Cluster (3 primaries + 3 replicas, deploy/redis_ha.py)
+    instead of using REDIS_URL; ``nodes`` > 1 runs that many WebSocket nodes (deploy/nodes.py)."""
+    from deploy.nodes import NodesStack
+    from deploy.redis_ha import RedisClusterSet
+
     problem = running.refusal(port, run_dir)
     if problem is not None:
         print(problem, file=sys.stderr)
         return 1
     setup_log = run_dir / "setup.log"
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    own_cluster = RedisClusterSet(workdir=run_dir / "redis-cluster") if redis == "cluster" else None
+    redis_url = own_cluster.url if own_cluster else os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     static_root = Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles"))
     env = dict(os.environ, REDIS_URL=redis_url, STATIC_ROOT=str(static_root))
-    stack = Stack(port, redis_url, run_dir=run_dir, static_root=static_root)
+    stack = (NodesStack(port, redis_url, nodes, run_dir=run_dir, static_root=static_root) if nodes > 1
+             else Stack(port, redis_url, run_dir=run_dir, static_root=static_root))
     own_redis: RedisServer | None = None
     steps = Steps(5)
     # SIGTERM stops it as Ctrl-C does, whichever step it is in.
@@ -329,7 +336,10 @@ def run(port: int, run_dir: Path = ROOT / "run") -> int:
     status = 0
     try:
         parsed = urlparse(redis_url)
-        if redis_answers(redis_url):
+        if own_cluster is not None:
+            with steps(f"Redis: starting a Redis Cluster, 3 primaries + 3 replicas ({redis_url})"):
+                own_cluster.start()
+        elif redis_answers(redis_url):
             with steps(f"Redis: using the one at {redis_url}"):
                 pass
         elif parsed.hostname not in ("127.0.0.1", "localhost"):
@@ -343,7 +353,8 @@ def run(port: int, run_dir: Path = ROOT / "run") -> int:
         with steps(f"Collecting static files into {running.relative(static_root)}"):
             manage("collectstatic", "--noinput", "-v", "1", env=env, log=setup_log)
         uwsgi_log = running.relative(run_dir / "uwsgi.log")
-        with steps(f"Starting uWSGI: Django and WebSocket instances (log: {uwsgi_log})"):
+        instances = f"{nodes} WebSocket nodes" if nodes > 1 else "WebSocket instances"
+        with steps(f"Starting uWSGI: Django and {instances} (log: {uwsgi_log})"):
             stack.start_uwsgi()
         with steps(f"Starting nginx on 127.0.0.1:{port}; waiting for the home page"):
             stack.start_nginx()
@@ -372,12 +383,16 @@ def run(port: int, run_dir: Path = ROOT / "run") -> int:
         started = [name for name, process in (("uWSGI", stack.uwsgi), ("nginx", stack.nginx)) if process]
         if own_redis is not None:
             started.append("redis-server")
+        if own_cluster is not None and own_cluster.procs.processes:
+            started.append("the Redis Cluster")
         if started:
             print(f"Stopping {', '.join(started)} ...", end=" ", flush=True)
             stopping = time.monotonic()
             stack.stop()
             if own_redis is not None:
                 own_redis.stop()
+            if own_cluster is not None:
+                own_cluster.stop()
             print(f"{time.monotonic() - stopping:.1f} s")
     return status
 
@@ -389,9 +404,12 @@ def main() -> None:
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
     run_parser.add_argument("--run-dir", type=Path, default=ROOT / "run",
                             help="sockets, pid files and logs (default: run/ in the checkout)")
+    run_parser.add_argument("--redis", choices=("single", "cluster"), default="single",
+                            help="cluster: start a local Redis Cluster (3 primaries + 3 replicas) instead of REDIS_URL")
+    run_parser.add_argument("--nodes", type=int, default=1, help="WebSocket nodes behind nginx (default 1)")
     args = parser.parse_args()
     if args.command == "run":
-        sys.exit(run(args.port, args.run_dir.resolve()))
+        sys.exit(run(args.port, args.run_dir.resolve(), args.redis, args.nodes))
 
 
 if __name__ == "__main__":

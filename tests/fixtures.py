@@ -71,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "bench: runs the benchmark harness (make bench-check, not make test)")
     config.addinivalue_line("markers", "postgres: needs the PostgreSQL server on 127.0.0.1:5432")
+    config.addinivalue_line("markers", "cluster: Redis Cluster, Sentinel, several WebSocket nodes (make test-cluster)")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

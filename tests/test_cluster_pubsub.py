@@ -27,7 +27,7 @@ from tests.clients import all_workers, close_clients, next_messages, open_client
 from tests.streams import Publisher, check, read_frames
 from ws4redis_server import RedisPublisher
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 WORKERS = 2
 
 

@@ -15,12 +15,13 @@ import pytest
 from django.test import override_settings
 
 from deploy.redis_ha import SentinelSet
-from deploy.stack import Stack, free_port, private_dir, wait_for
+from deploy.stack import Stack, free_port, private_dir
 from tests.clients import all_workers, close_clients, open_clients
 from tests.streams import Publisher, check, read_frames
 from ws4redis_server import RedisPublisher
 from ws4redis_server.redis_modes import parse
 
+pytestmark = pytest.mark.cluster
 SOCKETS = 200
 FACILITIES = 10
 
@@ -88,4 +89,3 @@ def test_master_killed_sockets_keep_receiving(sentinel: SentinelSet) -> None:
         print(f"promotion took {promoted:.1f}s; {publisher.failures} publishes refused during the switch")
     finally:
         stack.stop()
-    wait_for(lambda: True, 1, "")
