@@ -367,12 +367,46 @@ class RedisClusterSet(_SetUp):
                 raise RuntimeError("no replica took over")
             time.sleep(0.1)
 
+    def add_primary(self) -> int:
+        """Starts one more node and joins it as a primary without slots (``redis-cli --cluster
+        add-node``); returns its port."""
+        port = cluster_port()
+        self.procs.spawn(port, self._node_args(port))
+        self.procs.wait_answers(port)
+        self.ports.append(port)
+        subprocess.run(["redis-cli", "--cluster", "add-node", f"127.0.0.1:{port}", f"127.0.0.1:{self.primaries()[0]}"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        deadline = time.monotonic() + 30
+        while sum(1 for node in self.nodes() if node.port == port) == 0 or not self._agree():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {port} did not join the cluster")
+            time.sleep(0.1)
+        self.wait_healthy()  # the new node too: before that it answers CLUSTERDOWN
+        return port
+
+    def _agree(self) -> bool:
+        """True once every live node knows every other one."""
+        counts = set()
+        for port in self.procs.processes:
+            text = self.client(port).execute_command("CLUSTER", "NODES")
+            counts.add(len(str(text.decode() if isinstance(text, bytes) else text).splitlines()))
+        return len(counts) == 1
+
     def reshard(self, source: int, target: int, slots: int) -> None:
         """Moves ``slots`` slots from the primary on ``source`` to the one on ``target`` with
         ``redis-cli --cluster reshard`` (keys migrate with them)."""
         ids = {node.port: node.id for node in self.nodes()}
-        subprocess.run(["redis-cli", "--cluster", "reshard", f"127.0.0.1:{target}", "--cluster-from", ids[source],
-                        "--cluster-to", ids[target], "--cluster-slots", str(slots), "--cluster-yes",
-                        "--cluster-pipeline", "100"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        command = ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{target}", "--cluster-from", ids[source],
+                   "--cluster-to", ids[target], "--cluster-slots", str(slots), "--cluster-yes",
+                   "--cluster-pipeline", "100"]
+        deadline = time.monotonic() + 30
+        while True:
+            done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            if done.returncode == 0:
+                return
+            # redis-cli refuses while the nodes' views differ (a node just added): try again.
+            if b"don't agree" not in done.stdout or time.monotonic() > deadline:
+                output = done.stdout.decode(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-cli --cluster reshard failed:\n{output}")
+            time.sleep(0.5)
 

@@ -135,19 +135,38 @@ def stream_through(cluster_stack: Stack, facilities: list[str], sockets: int, fa
     return figures
 
 
-def test_slots_migrated_mid_stream_keep_every_subscription(cluster: RedisClusterSet, cluster_stack: Stack) -> None:
-    source, target = cluster.primaries()[:2]
-    low = min(int(item.partition("-")[0]) for node in cluster.nodes() if node.port == source for item in node.slots
+def channels_in_lowest_slots(cluster: RedisClusterSet, port: int, slots: int, prefix: str) -> list[str]:
+    """10 facilities whose broadcast channel is in the ``slots`` lowest slots of the primary on
+    ``port``: those ``redis-cli --cluster reshard`` moves first."""
+    low = min(int(item.partition("-")[0]) for node in cluster.nodes() if node.port == port for item in node.slots
               if item[0].isdigit())
-    moved = range(low, low + 300)  # redis-cli moves the source's lowest slots first
     facilities, n = [], 0
     while len(facilities) < 10:
         n += 1
-        if key_slot(f"broadcast:migrate-{n}".encode()) in moved:
-            facilities.append(f"migrate-{n}")
+        if low <= key_slot(f"broadcast:{prefix}-{n}".encode()) < low + slots:
+            facilities.append(f"{prefix}-{n}")
+    return facilities
+
+
+def test_slots_migrated_mid_stream_keep_every_subscription(cluster: RedisClusterSet, cluster_stack: Stack) -> None:
+    source, target = cluster.primaries()[:2]
+    facilities = channels_in_lowest_slots(cluster, source, 300, "migrate")
     others = [f"stay-{i}" for i in range(10)]
     stream_through(cluster_stack, facilities + others, 200, lambda: cluster.reshard(source, target, 300))
     assert {cluster.primary_of(f"broadcast:{facility}") for facility in facilities} == {target}
+
+
+def test_a_node_added_and_given_slots_mid_stream(cluster: RedisClusterSet, cluster_stack: Stack) -> None:
+    source = cluster.primaries()[0]
+    facilities = channels_in_lowest_slots(cluster, source, 300, "added")
+    added: list[int] = []
+
+    def grow() -> None:
+        added.append(cluster.add_primary())
+        cluster.reshard(source, added[0], 300)
+
+    stream_through(cluster_stack, facilities + [f"stay-{i}" for i in range(10)], 200, grow)
+    assert {cluster.primary_of(f"broadcast:{facility}") for facility in facilities} == {added[0]}
 
 
 def test_primary_killed_mid_stream_fails_over(cluster: RedisClusterSet, cluster_stack: Stack) -> None:

@@ -86,10 +86,19 @@ class _Shard:
         backoff = BACKOFF_MIN
         while True:
             try:
-                self._connect()
+                if self.pubsub is None:
+                    self._connect()
                 self._read()
             except _CLUSTER_ERRORS as exc:
+                # An SSUBSCRIBE this node refused (MOVED: the slot map was stale). The connection
+                # and its other channels are fine: the unconfirmed ones go to their owner.
                 logger.info("Redis Cluster node %s: %s; reading the slot map again", self.name, exc)
+                with self.lock:
+                    refused = set(self.inflight)
+                    self.sent -= refused
+                    self.inflight = {}
+                self.hub._lost(self, refused)
+                continue
             except (redis.RedisError, OSError) as exc:
                 if self.down_since is None:
                     self.down_since = time.monotonic()
@@ -143,7 +152,10 @@ class _Shard:
         read_replies(self.pubsub, self.lock, self.hub._on_message, self._confirmed, self._unsubscribed)
 
     def _confirmed(self, channel: str) -> None:
-        confirm(self.inflight, self.sent, self.hub._confirmed, channel)
+        # Only the owner's confirmation counts: a late one from a node the channel has left
+        # would let its sockets catch up before they are subscribed where it is published now.
+        if self.hub._owner.get(channel) == self.name:
+            confirm(self.inflight, self.sent, self.hub._confirmed, channel)
 
     def _unsubscribed(self, channel: str) -> None:
         if channel in self.sent:  # not asked for: the slot moved to another node
@@ -202,11 +214,17 @@ class ShardedHub(Hub):
             if self._owner.get(channel) == shard.name:
                 del self._owner[channel]
             shard.channels.discard(channel)
+        self._refresh = True
+        self._dirty.set()
+        self._moved(channels)
+
+    def _moved(self, channels: Iterable[str]) -> None:
+        """The listeners of ``channels`` catch up, once the channels are confirmed on their new
+        owner: until then a catch-up would miss what is published there before the SSUBSCRIBE."""
+        for channel in channels:
             event = self._confirmed.get(channel)
             if event is not None and event.is_set():
                 self._confirmed[channel] = Event()
-        self._refresh = True
-        self._dirty.set()
         self._resync_listeners(channels)
 
     def _manage_forever(self) -> None:
@@ -264,7 +282,7 @@ class ShardedHub(Hub):
             shard.channels.add(channel)
             self._owner[channel] = node.name
             if current is not None:  # moved without a push (a failover): catch up as after one
-                self._resync_listeners([channel])
+                self._moved([channel])
         for name, shard in list(self._shards.items()):
             if not shard.channels and not shard.sent:
                 shard.close()
