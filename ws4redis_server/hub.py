@@ -1,4 +1,5 @@
-"""One Redis pub/sub connection per process, shared by every socket of the process.
+"""One Redis pub/sub connection per process, shared by every socket of the process (on a Redis
+Cluster, one per primary: ``shards.ShardedHub``, a subclass).
 
 The hub subscribes to a channel when its first local listener needs it and unsubscribes after
 the last one leaves; each Redis message is fanned out in-process to the channel's listeners.

@@ -1,4 +1,6 @@
-"""The Redis client of a process, shared by publishers and by the hub's commands.
+"""The Redis client of a process, shared by publishers and by the hub's commands: a ``redis.Redis``
+for one server, one whose pool asks the sentinels for the master (``redis+sentinel://``), or a
+``RedisCluster`` (``redis+cluster://``); see ``redis_modes``.
 
 One bounded, blocking connection pool per process (redis-py's default pool tops out at 100
 connections and then raises): callers wait for a free connection instead of failing.
