@@ -191,6 +191,13 @@ class SentinelSet(_SetUp):
                 return False
         return True
 
+    def wait_replicated(self, timeout: float = 10) -> None:
+        """Waits until the replica has everything the master has written (WAIT)."""
+        host, port = self.master_address()
+        if redis.Redis(host=host, port=port, socket_timeout=timeout + 1).execute_command(
+                "WAIT", 1, int(timeout * 1000)) < 1:
+            raise RuntimeError("the replica did not catch up")
+
     def replica_synced(self) -> bool:
         info = redis.Redis(port=self.replica_port, socket_timeout=2).info("replication")
         return info.get("master_link_status") == "up"

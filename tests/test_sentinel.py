@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 from django.test import override_settings
 
 from deploy.redis_ha import SentinelSet
@@ -89,3 +90,57 @@ def test_master_killed_sockets_keep_receiving(sentinel: SentinelSet) -> None:
         print(f"promotion took {promoted:.1f}s; {publisher.failures} publishes refused during the switch")
     finally:
         stack.stop()
+
+
+@pytest.mark.slow
+def test_what_the_new_master_never_got_is_reported_as_a_gap() -> None:
+    """Messages the master acknowledged but never passed to its replica (its link is cut while
+    they are published) die with the master: the sockets that got them live are told
+    ``gap`` once the replica is promoted, and keep receiving."""
+    import signal
+
+    from ws4redis_server.testing import connect
+    from ws4redis_server.wire import parse_frame
+
+    with SentinelSet(private_dir("ws4r-sentinel-gap-")) as sentinel:
+        stack = Stack(free_port(), sentinel.url, run_dir=private_dir("ws4r-sentinel-gap-run-"),
+                      static_root=os.environ["STATIC_ROOT"], env={"WS_WORKERS": "1", "WS_GEVENT": "100"},
+                      nginx_workers=1)
+        replica = sentinel.procs.processes[sentinel.replica_port]
+        try:
+            stack.start()
+            with override_settings(WS4REDIS_CONNECTION={"url": sentinel.url}), \
+                    connect(f"{stack.ws_url}/ws/gap?subscribe-broadcast&ids") as ws:
+                frames = [parse_frame(ws.recv(timeout=10).encode())]  # the position marker
+                publisher = RedisPublisher(facility="gap", broadcast=True)
+                publisher.publish_message("replicated", expire=0)
+                frames.append(parse_frame(ws.recv(timeout=10).encode()))
+                sentinel.wait_replicated()
+                # Stop the replica and cut its link: nothing more reaches it, not even through
+                # the kernel's buffers.
+                os.kill(replica.pid, signal.SIGSTOP)
+                try:
+                    host, port = sentinel.master_address()
+                    redis.Redis(host=host, port=port).client_kill_filter(_type="replica")
+                    for text in ("lost 1", "lost 2"):
+                        publisher.publish_message(text, expire=0)
+                        frames.append(parse_frame(ws.recv(timeout=10).encode()))
+                    old = sentinel.kill_master()
+                finally:
+                    os.kill(replica.pid, signal.SIGCONT)
+                sentinel.wait_promoted(old)
+                marker = parse_frame(ws.recv(timeout=30).encode())
+                assert marker.position and marker.gap, marker
+                deadline = time.monotonic() + 30
+                while True:  # publishing works again once redis-py has found the new master
+                    try:
+                        publisher.publish_message("after", expire=0)
+                        break
+                    except Exception:
+                        assert time.monotonic() < deadline
+                        time.sleep(0.2)
+                after = parse_frame(ws.recv(timeout=10).encode())
+            assert [frame.data for frame in frames[1:]] == [b"replicated", b"lost 1", b"lost 2"]
+            assert after.data == b"after" and not after.position
+        finally:
+            stack.stop()
