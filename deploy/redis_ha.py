@@ -255,6 +255,7 @@ class Node:
     id: str
     port: int
     flags: list[str]
+    master: str  # a replica's primary's id, "-" for a primary
     slots: list[str]
 
     @property
@@ -320,12 +321,19 @@ class RedisClusterSet(_SetUp):
             for line in str(text).splitlines():
                 fields = line.split()
                 nodes.append(Node(fields[0], int(fields[1].split("@")[0].rsplit(":", 1)[1]), fields[2].split(","),
-                                  fields[8:]))
+                                  fields[3], fields[8:]))
             return nodes
         raise RuntimeError("no cluster node answers")
 
     def primaries(self) -> list[int]:
         return sorted(node.port for node in self.nodes() if node.serving)
+
+    def replica_of(self, port: int) -> int | None:
+        """The port of a live replica of the primary on ``port``, if it has one."""
+        nodes = self.nodes()
+        primary = next(node.id for node in nodes if node.port == port)
+        return next((node.port for node in nodes if node.master == primary and "fail" not in node.flags
+                     and node.port in self.procs.processes), None)
 
     def primary_of(self, channel: bytes | str) -> int:
         """The port of the primary that owns ``channel``'s slot now."""
