@@ -43,7 +43,14 @@ import redis
 from gevent.event import Event
 from gevent.lock import Semaphore
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, MovedError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
 from . import wire
 from .hub import BACKOFF_MAX, BACKOFF_MIN, Hub, _PubSub, confirm, read_replies
@@ -139,6 +146,9 @@ class _Shard:
             new = self.channels - self.sent
             gone = self.sent - self.channels
             self.sent -= gone
+            for channel in gone:
+                if channel not in self.hub._owner:  # not wanted anywhere any more
+                    self.hub._confirmed.pop(channel, None)
             for channel in new:
                 self.sent.add(channel)
                 self.inflight[channel] = self.inflight.get(channel, 0) + 1
@@ -237,7 +247,7 @@ class ShardedHub(Hub):
                 self._place()
                 backoff = BACKOFF_MIN
                 self._down = False
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, RedisClusterException, OSError) as exc:
                 if not self._down:
                     self.stats["outages"] += 1
                     logger.error("no node of the Redis Cluster at %s answers (%s); sockets stay open, retrying",
