@@ -7,10 +7,15 @@ Sockets ask for ``ids``: each message is ``<id>\\n<text>``, each position marker
 """
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import redis
 
 from ws4redis_server.wire import parse_frame
 
@@ -84,3 +89,39 @@ def check(sent: list[int], got: Received, after: int = 0) -> str | None:
     if missing and not got.gaps:
         return f"{len(missing)} missing without a gap marker, e.g. {missing[:10]}"
     return None
+
+
+def check_lost_tail_is_a_gap(ws: Any, publisher: Any, primary: redis.Redis, replica_pid: int,
+                             kill: Callable[[], object], taken_over: Callable[[], object]) -> None:
+    """On a socket ``ws`` with ids: a message replicated, then two the replica never gets (it is
+    stopped and its link cut), the primary killed (``kill``) and its replica promoted
+    (``taken_over``). The socket got all three live, is then told ``gap`` (the new primary never
+    had the last two) and gets what ``publisher`` publishes next."""
+    frames = [parse_frame(ws.recv(timeout=10).encode())]  # the position marker
+    publisher.publish_message("replicated", expire=0)
+    frames.append(parse_frame(ws.recv(timeout=10).encode()))
+    assert primary.execute_command("WAIT", 1, 5000) == 1
+    # Stop the replica and cut its link: nothing more reaches it, not even through the kernel's buffers.
+    os.kill(replica_pid, signal.SIGSTOP)
+    try:
+        primary.client_kill_filter(_type="replica")
+        for text in ("lost 1", "lost 2"):
+            publisher.publish_message(text, expire=0)
+            frames.append(parse_frame(ws.recv(timeout=10).encode()))
+        kill()
+    finally:
+        os.kill(replica_pid, signal.SIGCONT)
+    taken_over()
+    marker = parse_frame(ws.recv(timeout=30).encode())
+    assert marker.position and marker.gap, marker
+    deadline = time.monotonic() + 30
+    while True:  # publishing works again once redis-py has found the new primary
+        try:
+            publisher.publish_message("after", expire=0)
+            break
+        except redis.RedisError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    after = parse_frame(ws.recv(timeout=10).encode())
+    assert [frame.data for frame in frames[1:]] == [b"replicated", b"lost 1", b"lost 2"]
+    assert after.data == b"after" and not after.position

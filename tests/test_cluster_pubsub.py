@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,10 +24,9 @@ from redis.crc import key_slot
 from deploy.redis_ha import RedisClusterSet
 from deploy.stack import Stack, free_port, private_dir
 from tests.clients import all_workers, close_clients, next_messages, open_clients
-from tests.streams import Publisher, check, read_frames
+from tests.streams import Publisher, check, check_lost_tail_is_a_gap, read_frames
 from ws4redis_server import RedisPublisher
 from ws4redis_server.testing import connect
-from ws4redis_server.wire import parse_frame
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 WORKERS = 2
@@ -205,33 +203,7 @@ def test_what_a_failover_lost_is_reported_as_a_gap(cluster: RedisClusterSet, clu
     them live is told ``gap``, and keeps receiving."""
     primary, replica = next((port, r) for port in cluster.primaries() if (r := cluster.replica_of(port)))
     facility = next(f"lostgap-{n}" for n in range(10_000) if cluster.primary_of(f"broadcast:lostgap-{n}") == primary)
-    publisher = RedisPublisher(facility=facility, broadcast=True)
-    stopped = cluster.procs.processes[replica]
     with connect(f"{cluster_stack.ws_url}/ws/{facility}?subscribe-broadcast&ids") as ws:
-        frames = [parse_frame(ws.recv(timeout=10).encode())]  # the position marker
-        publisher.publish_message("replicated", expire=0)
-        frames.append(parse_frame(ws.recv(timeout=10).encode()))
-        assert redis.Redis(port=primary).execute_command("WAIT", 1, 5000) == 1
-        os.kill(stopped.pid, signal.SIGSTOP)
-        try:
-            redis.Redis(port=primary).client_kill_filter(_type="replica")
-            for text in ("lost 1", "lost 2"):
-                publisher.publish_message(text, expire=0)
-                frames.append(parse_frame(ws.recv(timeout=10).encode()))
-            cluster.kill(primary)
-        finally:
-            os.kill(stopped.pid, signal.SIGCONT)
-        cluster.wait_failover(primary)
-        marker = parse_frame(ws.recv(timeout=30).encode())
-        assert marker.position and marker.gap, marker
-        deadline = time.monotonic() + 30
-        while True:  # the publisher's client finds the new owner after a refusal or two
-            try:
-                publisher.publish_message("after", expire=0)
-                break
-            except redis.RedisError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
-        after = parse_frame(ws.recv(timeout=10).encode())
-    assert [frame.data for frame in frames[1:]] == [b"replicated", b"lost 1", b"lost 2"]
-    assert after.data == b"after" and not after.position
+        check_lost_tail_is_a_gap(ws, RedisPublisher(facility=facility, broadcast=True), redis.Redis(port=primary),
+                                 cluster.procs.processes[replica].pid, lambda: cluster.kill(primary),
+                                 lambda: cluster.wait_failover(primary))

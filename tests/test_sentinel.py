@@ -18,7 +18,7 @@ from django.test import override_settings
 from deploy.redis_ha import SentinelSet
 from deploy.stack import Stack, free_port, private_dir
 from tests.clients import all_workers, close_clients, open_clients
-from tests.streams import Publisher, check, read_frames
+from tests.streams import Publisher, check, check_lost_tail_is_a_gap, read_frames
 from ws4redis_server import RedisPublisher
 from ws4redis_server.redis_modes import parse
 
@@ -97,50 +97,22 @@ def test_what_the_new_master_never_got_is_reported_as_a_gap() -> None:
     """Messages the master acknowledged but never passed to its replica (its link is cut while
     they are published) die with the master: the sockets that got them live are told
     ``gap`` once the replica is promoted, and keep receiving."""
-    import signal
-
     from ws4redis_server.testing import connect
-    from ws4redis_server.wire import parse_frame
 
     with SentinelSet(private_dir("ws4r-sentinel-gap-")) as sentinel:
         stack = Stack(free_port(), sentinel.url, run_dir=private_dir("ws4r-sentinel-gap-run-"),
                       static_root=os.environ["STATIC_ROOT"], env={"WS_WORKERS": "1", "WS_GEVENT": "100"},
                       nginx_workers=1)
-        replica = sentinel.procs.processes[sentinel.replica_port]
         try:
             stack.start()
+            old: list[int] = []
             with override_settings(WS4REDIS_CONNECTION={"url": sentinel.url}), \
                     connect(f"{stack.ws_url}/ws/gap?subscribe-broadcast&ids") as ws:
-                frames = [parse_frame(ws.recv(timeout=10).encode())]  # the position marker
-                publisher = RedisPublisher(facility="gap", broadcast=True)
-                publisher.publish_message("replicated", expire=0)
-                frames.append(parse_frame(ws.recv(timeout=10).encode()))
-                sentinel.wait_replicated()
-                # Stop the replica and cut its link: nothing more reaches it, not even through
-                # the kernel's buffers.
-                os.kill(replica.pid, signal.SIGSTOP)
-                try:
-                    host, port = sentinel.master_address()
-                    redis.Redis(host=host, port=port).client_kill_filter(_type="replica")
-                    for text in ("lost 1", "lost 2"):
-                        publisher.publish_message(text, expire=0)
-                        frames.append(parse_frame(ws.recv(timeout=10).encode()))
-                    old = sentinel.kill_master()
-                finally:
-                    os.kill(replica.pid, signal.SIGCONT)
-                sentinel.wait_promoted(old)
-                marker = parse_frame(ws.recv(timeout=30).encode())
-                assert marker.position and marker.gap, marker
-                deadline = time.monotonic() + 30
-                while True:  # publishing works again once redis-py has found the new master
-                    try:
-                        publisher.publish_message("after", expire=0)
-                        break
-                    except Exception:
-                        assert time.monotonic() < deadline
-                        time.sleep(0.2)
-                after = parse_frame(ws.recv(timeout=10).encode())
-            assert [frame.data for frame in frames[1:]] == [b"replicated", b"lost 1", b"lost 2"]
-            assert after.data == b"after" and not after.position
+                host, port = sentinel.master_address()
+                check_lost_tail_is_a_gap(ws, RedisPublisher(facility="gap", broadcast=True),
+                                         redis.Redis(host=host, port=port),
+                                         sentinel.procs.processes[sentinel.replica_port].pid,
+                                         lambda: old.append(sentinel.kill_master()),
+                                         lambda: sentinel.wait_promoted(old[0]))
         finally:
             stack.stop()
