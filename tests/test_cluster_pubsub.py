@@ -207,3 +207,19 @@ def test_what_a_failover_lost_is_reported_as_a_gap(cluster: RedisClusterSet, clu
         check_lost_tail_is_a_gap(ws, RedisPublisher(facility=facility, broadcast=True), redis.Redis(port=primary),
                                  cluster.procs.processes[replica].pid, lambda: cluster.kill(primary),
                                  lambda: cluster.wait_failover(primary))
+
+
+def test_the_sessions_cache_on_the_cluster(cluster: RedisClusterSet) -> None:
+    """ws4redis_server.cache.RedisCache, which the demo site's sessions use on a Cluster: keys of
+    every slot, one by one and many at once."""
+    from ws4redis_server.cache import RedisCache
+
+    cache = RedisCache("", {"KEY_PREFIX": "clustertest"})
+    values = {f"key-{i}": {"n": i} for i in range(30)}
+    cache.set_many(values, timeout=60)
+    assert cache.get_many(list(values)) == values
+    cache.set("one", [1], timeout=60)
+    assert cache.get("one") == [1]
+    assert cache.add("counter", 1, timeout=60) and cache.incr("counter") == 2
+    cache.delete_many(list(values))
+    assert cache.get_many(list(values)) == {}
