@@ -197,6 +197,18 @@ def test_persisted_messages_across_slots(cluster: RedisClusterSet) -> None:
     assert RedisPublisher().fetch_message(None, facilities[5]) == b"kept persist-5"
 
 
+def test_a_socket_on_channels_of_several_slots_gets_their_persisted_messages(
+        cluster: RedisClusterSet, cluster_stack: Stack) -> None:
+    facilities = [f"kept-{i}" for i in range(12)]
+    assert len({cluster.primary_of(f"broadcast:{facility}") for facility in facilities}) == 3
+    for facility in facilities:
+        RedisPublisher(facility=facility, broadcast=True).publish_message(f"kept {facility}", expire=60)
+    # One socket per channel (a facility is one channel per audience), across all three shards.
+    for facility in facilities:
+        with connect(f"{cluster_stack.ws_url}/ws/{facility}?subscribe-broadcast") as ws:
+            assert ws.recv(timeout=10) == f"kept {facility}"
+
+
 def test_what_a_failover_lost_is_reported_as_a_gap(cluster: RedisClusterSet, cluster_stack: Stack) -> None:
     """Messages a primary acknowledged but never passed to its replica (the replica's link cut
     while they are published) die with it: once the replica has taken over, a socket that got

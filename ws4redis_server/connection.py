@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any, cast
 from typing import Protocol as Interface
-from typing import cast
 
 import gevent
 import redis
@@ -305,14 +305,24 @@ class Connection:
         if not self.initial_channels or not (persist or locate):
             return
         prefix = self.settings.prefix
+        client = get_redis()
+        markers = [wire.binary_marker_key(prefix, channel) for channel in self.initial_channels]
         try:
-            with get_redis().pipeline(transaction=False) as pipe:
-                if persist:
-                    pipe.mget(self.initial_channels)
-                    pipe.mget([wire.binary_marker_key(prefix, channel) for channel in self.initial_channels])
+            if history.is_cluster(client):
+                # Keys of several slots: a Redis Cluster refuses one MGET across them.
+                cluster = cast(Any, client)
+                replies = [cluster.mget_nonatomic(self.initial_channels), cluster.mget_nonatomic(markers)] \
+                    if persist else []
                 if locate:
-                    pipe.get(history.sequence_key(prefix))
-                replies = pipe.execute()
+                    replies.append(history.position(client, prefix).encode("ascii"))
+            else:
+                with client.pipeline(transaction=False) as pipe:
+                    if persist:
+                        pipe.mget(self.initial_channels)
+                        pipe.mget(markers)
+                    if locate:
+                        pipe.get(history.sequence_key(prefix))
+                    replies = pipe.execute()
         except Exception as exc:  # Redis down: the socket still serves live messages later
             logger.debug("persisted messages unavailable: %s", exc)
             return
