@@ -24,7 +24,7 @@ INSTALL_REQUIRES = [
     "gevent>=23.7",  # 23.7: entry points through importlib.metadata (22.10 needs pkg_resources)
     "greenlet>=2.0.1",
     "wsproto>=1.0,<2",
-    # transports/frames.py unmasks frames with websockets' C speedups; testing.py's clients use
+    # protocol.py unmasks frames with websockets' C speedups; the test helpers' clients use
     # connect(..., legacy=True), new in 17.1.
     "websockets>=17.1,<18",
 ]
