@@ -72,7 +72,13 @@ def withdraw(broadcast: Broadcast) -> None:
     if not publisher.channels:
         return
     client = get_redis()
-    for channel, kept in zip(publisher.channels, client.mget(publisher.channels), strict=True):
+    # One GET per channel: on a Redis Cluster the channels' keys are in different slots, which
+    # one MGET cannot span.
+    with client.pipeline(transaction=False) as pipe:
+        for channel in publisher.channels:
+            pipe.get(channel)
+        kept_values = pipe.execute()
+    for channel, kept in zip(publisher.channels, kept_values, strict=True):
         if kept is not None and _id_of(kept) == broadcast.pk:
             # Atomically, so that a broadcast sent meanwhile is not the one dropped.
             client.eval(_DELETE_IF_UNCHANGED, 1, channel, kept)

@@ -6,9 +6,13 @@ remove it when they close; entries of a worker that crashed expire on their own.
 one user are several entries but one name.
 
 A single Lua script changes the set, drops expired entries, computes the sorted names and, when
-they differ from the last snapshot, stores and PUBLISHes the new snapshot on the room's channel
+they differ from the last snapshot, stores and publishes the new snapshot on the room's channel
 with a higher version. Redis runs scripts one at a time, so snapshots are published in version
 order whichever worker computes them; pages keep the highest version they have seen.
+
+On a Redis Cluster the hubs listen with SSUBSCRIBE, so the script SPUBLISHes there (PUBLISH
+elsewhere), and both keys carry the room's channel as their hash tag: the keys and the channel
+share one slot, which a script that publishes on a shard channel needs.
 """
 from __future__ import annotations
 
@@ -18,16 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ws4redis_server import get_redis
+from ws4redis_server.history import is_cluster
+from ws4redis_server.wire import tagged
 
 from .conf import presence_ttl
 from .facilities import room_channel
 
-ENTRIES = "chat:presence:{slug}"
-SNAPSHOT = "chat:presence:{slug}:snapshot"
 SNAPSHOT_TTL = 86400  # seconds; versions stay increasing after it lapses (they start at now in ms)
 
 # KEYS[1] entries, KEYS[2] last snapshot. ARGV: now, op (add|remove|none), member, expires at,
-# channel, snapshot ttl. Returns {version, users as a JSON array}.
+# channel, snapshot ttl, the publishing command (PUBLISH, or SPUBLISH on a Redis Cluster).
+# Returns {version, users as a JSON array}.
 _UPDATE = r"""
 local now = tonumber(ARGV[1])
 if ARGV[2] == 'add' then
@@ -53,7 +58,7 @@ local version = tonumber(last[2]) or 0
 if (last[1] or '[]') ~= users then
   version = math.max(version + 1, math.floor(now * 1000))
   redis.call('HSET', KEYS[2], 'users', users, 'version', string.format('%d', version))
-  redis.call('PUBLISH', ARGV[5],
+  redis.call(ARGV[7], ARGV[5],
     '{"type":"presence","version":' .. string.format('%d', version) .. ',"users":' .. users .. '}')
 end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
@@ -62,6 +67,16 @@ local latest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if latest[2] then redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(latest[2]) - now) + 1) end
 return {string.format('%d', version), users}
 """
+
+
+def entries_key(slug: str) -> str:
+    """The sorted set of the room ``slug``'s sockets, in its channel's slot."""
+    return tagged("chat:presence:", room_channel(slug))
+
+
+def snapshot_key(slug: str) -> str:
+    """The room ``slug``'s last snapshot, in its channel's slot."""
+    return entries_key(slug) + ":snapshot"
 
 
 @dataclass(frozen=True)
@@ -105,9 +120,12 @@ class Presence:
 
     def _update(self, op: str, member: str) -> Snapshot:
         now = time.time()
-        script = get_redis().register_script(_UPDATE)
+        client = get_redis()
+        script = client.register_script(_UPDATE)
+        channel = room_channel(self.slug)
         version, users = script(
-            keys=[ENTRIES.format(slug=self.slug), SNAPSHOT.format(slug=self.slug)],
-            args=[repr(now), op, member, repr(now + self.ttl), room_channel(self.slug), SNAPSHOT_TTL],
+            keys=[entries_key(self.slug), snapshot_key(self.slug)],
+            args=[repr(now), op, member, repr(now + self.ttl), channel, SNAPSHOT_TTL,
+                  "SPUBLISH" if is_cluster(client) else "PUBLISH"],
         )
         return Snapshot(int(version), json.loads(users))

@@ -58,12 +58,14 @@ class Run:
 
 
 def _key(*parts: object) -> str:
-    return get_settings().prefix + ":".join(("gameoflife", *map(str, parts)))
+    # One hash tag for every key of the runs: on a Redis Cluster they share a slot, so that each
+    # script and transaction below touches one node.
+    return get_settings().prefix + ":".join(("{gameoflife}", *map(str, parts)))
 
 
 def channel() -> str:
     """Returns the Redis channel of the runs' events, shared by every process and watcher."""
-    return _key("events")
+    return get_settings().prefix + "gameoflife:events"
 
 
 def current_run() -> Run | None:

@@ -10,7 +10,7 @@ import pytest
 
 from webapp.chat import ratelimit
 from webapp.chat.facilities import room_channel
-from webapp.chat.presence import SNAPSHOT, Presence
+from webapp.chat.presence import Presence, snapshot_key
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_entries_of_a_crashed_worker_expire(room: Presence, published) -> None:
 
 def test_versions_keep_increasing_when_the_snapshot_is_lost(redis_server, room: Presence) -> None:
     before = room.join("alice", "tab-1").version
-    redis_server.client().delete(SNAPSHOT.format(slug=room.slug))
+    redis_server.client().delete(snapshot_key(room.slug))
     assert room.join("bob", "tab-1").version > before
 
 

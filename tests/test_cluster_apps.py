@@ -1,0 +1,94 @@
+"""The demo site's own apps on a Redis Cluster (3 + 3), served by 3 WebSocket nodes behind nginx,
+as ``make cluster`` serves them:
+
+- a Game of Life run (its scripts keep every key of the runs in one slot) completes, cell
+  sockets spread over the nodes, and matches the reference;
+- chat presence snapshots (published by a script, SPUBLISH on a Cluster) reach the room's
+  sockets;
+- a broadcast sent from the admin reaches a page socket, and withdrawing it (its persisted
+  copies read key by key) reaches it too.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from deploy.nodes import NodesStack
+from webapp.broadcast.models import Broadcast
+from webapp.broadcast.sending import FACILITY, publisher_for, withdraw
+from webapp.chat.models import Room
+from webapp.gameoflife.tests.reference import generations
+from workers.gameoflife import play_game
+from workers.patterns import load, place
+from ws4redis_server import get_redis
+from ws4redis_server.testing import connect
+
+from . import test_cluster_nodes
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+# The cluster and the nodes, as the several-nodes tests start them (one set for this module).
+cluster, nodes = test_cluster_nodes.cluster, test_cluster_nodes.nodes
+_on_the_cluster = test_cluster_nodes._on_the_cluster
+
+
+def receive(ws: Any, timeout: float = 10) -> dict[str, Any]:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def test_a_game_of_life_run_completes_on_the_cluster(nodes: NodesStack) -> None:
+    start = place(load("blinker"), 6)
+    for steps in (1, 2, 3):  # three runs in a row: each replaces the last one's counters
+        final = play_game(nodes.ws_url, start, True, steps, None)
+        assert final == generations(start, steps)
+    assert final != start
+
+
+def test_chat_presence_reaches_the_room_sockets(nodes: NodesStack, make_user: Any, login_cookie: Any) -> None:
+    room = Room.objects.create(slug=f"cluster-{os.urandom(4).hex()}", title="On the cluster")
+    alice, bob = make_user(), make_user()
+
+    def wait_for(ws: Any, users: list[str]) -> dict[str, Any]:
+        while (event := receive(ws))["type"] != "presence" or event["users"] != users:
+            pass
+        return event
+
+    with connect(f"{nodes.ws_url}/ws/chat.{room.slug}?subscribe-broadcast") as observer, \
+            connect(f"{nodes.ws_url}/ws/chat/presence/{room.slug}/", session=login_cookie(alice)) as tab:
+        assert receive(tab)["users"] == [alice.username]
+        wait_for(observer, [alice.username])
+        with connect(f"{nodes.ws_url}/ws/chat/presence/{room.slug}/", session=login_cookie(bob)):
+            joined = wait_for(observer, sorted([alice.username, bob.username]))
+        left = wait_for(observer, [alice.username])
+        assert left["version"] > joined["version"]
+
+
+def test_an_admin_broadcast_reaches_a_page_socket_on_the_cluster(nodes: NodesStack, make_user: Any,
+                                                                login_cookie: Any) -> None:
+    admin = Client()
+    admin.force_login(make_user(is_staff=True, is_superuser=True))
+    alice, bob = make_user(), make_user()
+    message = f"cluster note {os.urandom(4).hex()}"
+    flags = "subscribe-broadcast&subscribe-user&subscribe-group"
+    try:
+        with connect(f"{nodes.ws_url}/ws/{FACILITY}?{flags}", session=login_cookie(alice)) as ws:
+            # To two users: two channels, whose persisted copies are in two slots.
+            response = admin.post("/admin/broadcast/broadcast/add/", {
+                "message": message, "level": "info", "audience": "users", "users": [alice.pk, bob.pk]})
+            assert response.status_code == 302, response.content.decode()[:2000]
+            broadcast = Broadcast.objects.get(message=message)
+            while (payload := receive(ws)).get("id") != broadcast.pk:
+                pass  # a copy persisted by an earlier broadcast
+            assert payload["message"] == message
+            withdraw(broadcast)
+            assert receive(ws) == {"id": broadcast.pk, "withdrawn": True}
+        # Its persisted copies are gone: a page opened now does not show it.
+        channels = publisher_for(broadcast).channels
+        assert len(channels) == 2
+        assert [get_redis().get(channel) for channel in channels] == [None, None]
+    finally:
+        Broadcast.objects.filter(message=message).delete()
