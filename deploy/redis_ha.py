@@ -114,7 +114,7 @@ def _bindable(port: int) -> bool:
 
 def _server_args(port: int) -> list[str]:
     return ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--logfile", "redis.log", "--maxclients", "10000"]
+            "--logfile", "redis.log", "--pidfile", "redis.pid", "--maxclients", "10000"]
 
 
 class _SetUp:

@@ -18,9 +18,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = "stack.json"
-# A run directory's pid files, and a word the command line of their process holds (a pid file
+# A run directory's pid files (glob patterns: the WebSocket nodes of `make cluster` and its Redis
+# Cluster's servers are several), and a word the command line of their process holds (a pid file
 # left by a killed stack may name a process that has nothing to do with it).
-PID_FILES = {"emperor.pid": "uwsgi", "django.pid": "uwsgi", "websocket.pid": "uwsgi", "nginx.pid": "nginx"}
+PID_FILES = {"emperor.pid": "uwsgi", "django.pid": "uwsgi", "websocket.pid": "uwsgi", "websocket-*.pid": "uwsgi",
+             "nginx.pid": "nginx", "redis-cluster/*/redis.pid": "redis-server"}
 SERVING_PROGRAM = "deploy.stack"
 
 
@@ -89,13 +91,14 @@ def live_servers(run_dir: Path) -> str | None:
     site = recorded_site(run_dir)
     if site is not None:
         found.append(f"`python -m deploy.stack run` serving http://127.0.0.1:{site.port}/ (PID {site.pid})")
-    for name, program in PID_FILES.items():
-        try:
-            pid = int((run_dir / name).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if _runs(pid, program):
-            found.append(f"{program} PID {pid} ({name})")
+    for pattern, program in PID_FILES.items():
+        for path in sorted(run_dir.glob(pattern)):
+            try:
+                pid = int(path.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if _runs(pid, program):
+                found.append(f"{program} PID {pid} ({path.relative_to(run_dir)})")
     return "; ".join(found) or None
 
 

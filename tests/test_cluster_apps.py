@@ -6,18 +6,27 @@ as ``make cluster`` serves them:
 - chat presence snapshots (published by a script, SPUBLISH on a Cluster) reach the room's
   sockets;
 - a broadcast sent from the admin reaches a page socket, and withdrawing it (its persisted
-  copies read key by key) reaches it too.
+  copies read key by key) reaches it too;
+- a second ``deploy.stack run`` on the run directory of running nodes is refused, naming each
+  node, and the Cluster's servers leave pid files (``make cluster`` keeps them in its run
+  directory, which refuses a second one for them too).
 """
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
 
+from deploy import running
 from deploy.nodes import NodesStack
+from deploy.redis_ha import RedisClusterSet
+from deploy.stack import ROOT, free_port
 from webapp.broadcast.models import Broadcast
 from webapp.broadcast.sending import FACILITY, publisher_for, withdraw
 from webapp.chat.models import Room
@@ -92,3 +101,20 @@ def test_an_admin_broadcast_reaches_a_page_socket_on_the_cluster(nodes: NodesSta
         assert [get_redis().get(channel) for channel in channels] == [None, None]
     finally:
         Broadcast.objects.filter(message=message).delete()
+
+
+def test_a_second_run_beside_running_nodes_is_refused(cluster: RedisClusterSet, nodes: NodesStack,
+                                                      tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "deploy.stack", "run", "--port", str(free_port()), "--run-dir",
+                           str(nodes.run_dir), "--redis", "cluster", "--nodes", "3"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    for node in (1, 2, 3):
+        assert f"uwsgi PID {nodes.pid_of(f'websocket-{node}')} (websocket-{node}.pid)" in done.stderr
+    # Each Redis server of the Cluster writes its pid file; in a run directory (`make cluster`
+    # keeps its Cluster in <run dir>/redis-cluster/) they hold it.
+    (tmp_path / "redis-cluster").symlink_to(cluster.procs.workdir)
+    servers = running.live_servers(tmp_path) or ""
+    assert servers.count("redis-server PID") == len(cluster.ports) == 6
+    for port, process in cluster.procs.processes.items():
+        assert f"redis-server PID {process.pid} (redis-cluster/{port}/redis.pid)" in servers

@@ -68,6 +68,27 @@ def test_pid_files_of_gone_or_other_processes_hold_nothing(tmp_path: Path) -> No
     assert running.refusal(free_port(), tmp_path) is None
 
 
+def test_the_nodes_and_redis_servers_of_make_cluster_hold_their_run_directory(tmp_path: Path) -> None:
+    # Stand-ins whose command lines name the programs: a WebSocket node (uWSGI) and a Redis
+    # Cluster server left running by a `make cluster` whose other processes are gone.
+    node = subprocess.Popen(["uwsgi", "60"], executable="/bin/sleep")
+    server = subprocess.Popen(["redis-server", "60"], executable="/bin/sleep")
+    try:
+        (tmp_path / "websocket-2.pid").write_text(f"{node.pid}\n")
+        (tmp_path / "redis-cluster" / "7001").mkdir(parents=True)
+        (tmp_path / "redis-cluster" / "7001" / "redis.pid").write_text(f"{server.pid}\n")
+        assert running.live_servers(tmp_path) == (f"uwsgi PID {node.pid} (websocket-2.pid); "
+                                                  f"redis-server PID {server.pid} (redis-cluster/7001/redis.pid)")
+        done = stack_run(free_port(), tmp_path)
+        assert done.returncode == 1 and done.stdout == ""
+        assert f"{tmp_path}/ belongs to a stack that is still running: " in done.stderr
+    finally:
+        for process in (node, server):
+            process.kill()
+            process.wait(10)
+    assert running.live_servers(tmp_path) is None
+
+
 def test_the_commands_fall_back_to_port_or_8000(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WS4R_RUN_DIR", str(tmp_path))
     monkeypatch.delenv("PORT", raising=False)
