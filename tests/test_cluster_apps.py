@@ -9,7 +9,9 @@ as ``make cluster`` serves them:
   copies read key by key) reaches it too;
 - a second ``deploy.stack run`` on the run directory of running nodes is refused, naming each
   node, and the Cluster's servers leave pid files (``make cluster`` keeps them in its run
-  directory, which refuses a second one for them too).
+  directory, which refuses a second one for them too);
+- a socket on three channels owned by three primaries (three clocks for their ids), reconnecting
+  mid-stream with the newest id it has, gets every message of each channel once, in order.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +30,16 @@ from deploy import running
 from deploy.nodes import NodesStack
 from deploy.redis_ha import RedisClusterSet
 from deploy.stack import ROOT, free_port
+from tests.streams import Publisher
 from webapp.broadcast.models import Broadcast
 from webapp.broadcast.sending import FACILITY, publisher_for, withdraw
 from webapp.chat.models import Room
 from webapp.gameoflife.tests.reference import generations
 from workers.gameoflife import play_game
 from workers.patterns import load, place
-from ws4redis_server import get_redis
+from ws4redis_server import RedisPublisher, get_redis
 from ws4redis_server.testing import connect
+from ws4redis_server.wire import parse_frame, parse_id
 
 from . import test_cluster_nodes
 
@@ -118,3 +123,57 @@ def test_a_second_run_beside_running_nodes_is_refused(cluster: RedisClusterSet, 
     assert servers.count("redis-server PID") == len(cluster.ports) == 6
     for port, process in cluster.procs.processes.items():
         assert f"redis-server PID {process.pid} (redis-cluster/{port}/redis.pid)" in servers
+
+
+def test_a_socket_on_three_shards_resumes_with_nothing_lost_or_repeated(
+        cluster: RedisClusterSet, nodes: NodesStack, make_user: Any, login_cookie: Any) -> None:
+    # A socket on three channels (broadcast, user, group of one facility) owned by three
+    # primaries, so three shard clocks give their ids; it reconnects mid-stream again and again
+    # with the newest id it has (as the JS client does).
+    facility, names = "resume-3", [f"shards-{os.urandom(3).hex()}-{i}" for i in range(100)]
+    taken = {cluster.primary_of(f"broadcast:{facility}")}
+    user_name = next(name for name in names if cluster.primary_of(f"user:{name}:{facility}") not in taken)
+    taken.add(cluster.primary_of(f"user:{user_name}:{facility}"))
+    group = next(name for name in names if cluster.primary_of(f"group:{name}:{facility}") not in taken)
+    user = make_user(username=user_name, groups=(group,))
+    session = login_cookie(user)
+    publishers = {"broadcast": RedisPublisher(facility=facility, broadcast=True),
+                  "user": RedisPublisher(facility=facility, users=[user.username]),
+                  "group": RedisPublisher(facility=facility, groups=[group])}
+    url = f"{nodes.ws_url}/ws/{facility}?subscribe-broadcast&subscribe-user&subscribe-group&ids"
+    got: dict[str, list[int]] = {name: [] for name in publishers}
+    last_id: str | None = None
+
+    def read(ws: Any, seconds: float) -> None:
+        nonlocal last_id
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                text = ws.recv(timeout=left)
+            except TimeoutError:
+                return
+            frame = parse_frame(text.encode())
+            if frame.message_id and (last_id is None or parse_id(frame.message_id) > parse_id(last_id)):
+                last_id = frame.message_id
+            assert not frame.gap, f"gap after {sum(map(len, got.values()))} messages"
+            if not frame.position and frame.data:
+                name, number = frame.data.decode().rsplit(" ", 1)
+                got[name].append(int(number))
+
+    publisher = Publisher(list(publishers), lambda name, text: publishers[name].publish_message(text, expire=0),
+                          interval=0.005)
+    ws = connect(url, session=session)
+    publisher.start()
+    try:
+        for _ in range(12):
+            read(ws, 0.4)
+            ws.close()  # mid-stream: what was in flight to this socket is lost with it
+            ws = connect(url + f"&last-id={last_id}", session=session)
+        publisher.stop()
+        read(ws, 3)
+    finally:
+        publisher.stop()
+        ws.close()
+    for name, numbers in got.items():
+        assert numbers == publisher.sent[name], (name, [n for n in publisher.sent[name] if n not in numbers][:10],
+                                                 len(numbers), len(publisher.sent[name]))

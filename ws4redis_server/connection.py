@@ -28,7 +28,7 @@ from . import history, wire
 from .codes import CloseCode
 from .compression import Deflate
 from .conf import Settings
-from .delivery import Delivery
+from .delivery import CLUSTER_ORDER_DELAY, Delivery, resume_start
 from .hub import Hub
 from .metrics import CLOSE_COUNTERS, STATS
 from .protocol import Protocol, State
@@ -89,7 +89,14 @@ class Connection:
         self.extensions = compression[0] if compression else None
         # Message history (see delivery.py): a socket with ``ids`` gets each message as
         # ``<id>\n<message>`` and position markers; ``resume_from`` replays what it missed.
-        self.delivery = Delivery(self.protocol, echo=echo, history=history_on, ids=ids, resume_from=resume_from)
+        # On a Redis Cluster each channel has its own ids: a socket on several gets them in id
+        # order across channels, so that its newest id is a position to resume from.
+        order_delay = (CLUSTER_ORDER_DELAY if ids and history_on and len(self.initial_channels) > 1
+                       and history.is_cluster(get_redis()) else 0)
+        self.delivery = Delivery(self.protocol, echo=echo, history=history_on, ids=ids, resume_from=resume_from,
+                                 order_delay=order_delay, channels=self.initial_channels)
+        self._order_timer: Any = None  # armed while messages wait for their turn (order_delay)
+        self._inclusive: set[str] = set()  # channels whose first replay includes its start id
         self.finished = False
         self.open = False
         self.wakeup = Event()
@@ -114,8 +121,30 @@ class Connection:
 
     def deliver(self, channel: str, data: bytes, text: bool, message_id: str | None = None) -> None:
         """Queues a message from Redis (the hub's Listener interface)."""
-        if not self.delivery.deliver(data, text, message_id):
+        delivery = self.delivery
+        if not delivery.deliver(data, text, message_id, channel):
             self._overflow()
+        if delivery.waiting and self._order_timer is None:
+            self._arm_order_timer()
+        self.wakeup.set()
+
+    def _arm_order_timer(self) -> None:
+        due = self.delivery.due_in(time.time())
+        if due is None:
+            return
+        self._order_timer = gevent.get_hub().loop.timer(due + 0.001)
+        self._order_timer.start(self._on_order_timer)
+
+    def _on_order_timer(self) -> None:
+        timer, self._order_timer = self._order_timer, None
+        if timer is not None:
+            timer.close()
+        if self.close_code is not None:
+            return
+        if not self.delivery.release_due(time.time()):
+            self._overflow()
+        if self.delivery.waiting:
+            self._arm_order_timer()
         self.wakeup.set()
 
     def send(self, message: str | bytes) -> None:
@@ -198,6 +227,9 @@ class Connection:
             counter = CLOSE_COUNTERS.get(self.close_code or 0)
             if counter is not None:
                 STATS[counter] += 1
+            if self._order_timer is not None:
+                self._order_timer.close()
+                self._order_timer = None
             transport.close()
             self.finished = True
 
@@ -227,6 +259,8 @@ class Connection:
                     self.readable = False
                     self._read_all()
                 self._dispatch()
+                if self.delivery.waiting and self._order_timer is None:  # e.g. held during a replay
+                    self._arm_order_timer()
                 self._flush(WRITE_TIMEOUT)
                 if protocol.ending is not None or protocol.state is not State.OPEN:
                     return
@@ -340,6 +374,8 @@ class Connection:
         if not delivery.needs_start:
             return None
         start = delivery.resume_from
+        if start is not None and delivery.index:  # ordered across channels: the id as it saw it
+            start, self._inclusive = resume_start(start, self.initial_channels)
         if start is None:
             try:
                 start = history.position(get_redis(), self.settings.prefix)
@@ -373,7 +409,7 @@ class Connection:
         settings = self.settings
         try:
             found = history.replay(get_redis(), settings.prefix, sorted(self.channels), start,
-                                   settings.history_seconds)
+                                   settings.history_seconds, inclusive=self._inclusive)
         except redis.RedisError as exc:
             if retry:
                 return False
@@ -381,6 +417,7 @@ class Connection:
             caught_up, ok = False, self.delivery.release()
         else:
             caught_up, ok = True, self.delivery.caught_up(found)
+            self._inclusive = set()
             if found.gap and not self.delivery.ids:  # per socket: debug only (a Redis restart gives every one)
                 logger.debug("a socket missed messages older than the history window")
         if not ok:

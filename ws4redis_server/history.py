@@ -145,11 +145,12 @@ return {id, receivers}
 
 # One channel's stream on its shard: the entries after ARGV[1] (XRANGE from ARGV[5]) up to the
 # cut ARGV[3], and whether some may be lost (trimmed; the window passed; or, with ARGV[4], a newer
-# id than the stream's newest: a failover lost the tail). Returns {gap, id, message, opcode, ...}.
+# id than the stream's newest: a failover lost the tail). Returns {gap, the stream's newest id
+# ('' without a stream), id, message, opcode, ...}.
 _REPLAY_SHARDED = _ID_FUNCTIONS + """
 local start, age, cut = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
-local out = {0}
+local out = {0, ''}
 if info.err then
   local now = redis.call('TIME')
   if parse(start) < tonumber(now[1]) * 1000 - age then out[1] = 1 end
@@ -161,6 +162,7 @@ local added = tonumber(fields['entries-added'] or -1)
 local first = fields['first-entry']
 if first and older(start, first[1]) and (added < 0 or added > tonumber(fields['length'])) then out[1] = 1 end
 if ARGV[4] ~= '' and older(fields['last-generated-id'], start) then out[1] = 1 end
+out[2] = fields['last-generated-id']
 for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[5], cut)) do
   out[#out + 1] = entry[1]
   out[#out + 1] = entry[2][2]
@@ -268,18 +270,24 @@ class Replay:
     """What :func:`replay` found: ``position`` (ids up to it are covered), ``gap`` (some messages
     after ``start`` may be lost: retention window passed, or Redis lost its data) and the
     ``entries`` ``(id, channel, message, text)`` after ``start``, oldest first (``text``: it goes
-    out as a text frame)."""
+    out as a text frame). On a Redis Cluster, ``floors``: per channel, the id up to which its
+    live messages were replayed (its stream's newest when read, at most the position): a message
+    the clock put below the position but its shard added after the read comes live."""
 
     position: str
     gap: bool
     entries: list[tuple[str, str, bytes, bool]] = field(default_factory=list)
+    floors: dict[str, str] = field(default_factory=dict)
 
 
-def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, seconds: int) -> Replay:
+def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, seconds: int,
+           inclusive: Iterable[str] = ()) -> Replay:
     """Returns the messages of ``channels`` after id ``start`` up to the current position, in
-    id order, in one round trip; raises redis.RedisError."""
+    id order, in one round trip; raises redis.RedisError. On a Redis Cluster, the channels of
+    ``inclusive`` replay from ``start`` itself (ids are per channel there: another channel's
+    message may have the id the socket has)."""
     if is_cluster(client):
-        return _replay_sharded(client, prefix, channels, start, seconds)
+        return _replay_sharded(client, prefix, channels, start, seconds, set(inclusive))
     keys = [sequence_key(prefix)] + [stream_key(prefix, channel) for channel in channels]
     reply = _scripts(client)[1](keys=keys, args=[start, seconds * 1000])
     entries = []
@@ -291,7 +299,8 @@ def replay(client: redis.Redis, prefix: str, channels: list[str], start: str, se
     return Replay(reply[0].decode("ascii"), bool(reply[1]), entries)
 
 
-def _replay_sharded(client: redis.Redis, prefix: str, channels: list[str], start: str, seconds: int) -> Replay:
+def _replay_sharded(client: redis.Redis, prefix: str, channels: list[str], start: str, seconds: int,
+                    inclusive: set[str]) -> Replay:
     """:func:`replay` on a Redis Cluster: one script per channel, on its shard, up to a cut taken
     first (:func:`cut`), which is the position returned: a message of any channel with an id up
     to it was published before the cut, so its stream had it when read; a later one is not
@@ -307,12 +316,16 @@ def _replay_sharded(client: redis.Redis, prefix: str, channels: list[str], start
     script = _scripts(client)[1]
     gap = False
     entries = []
+    floors = {}
     for channel in channels:
         reply = script(keys=[stream_key_tagged(prefix, channel)],
-                       args=[start, seconds * 1000, position, "1" if exact else "", after])
+                       args=[start, seconds * 1000, position, "1" if exact else "",
+                             start if channel in inclusive and sequence != CUT_SEQUENCE else after])
         gap = gap or bool(reply[0])
-        for i in range(1, len(reply), 3):
+        newest = reply[1].decode("ascii") if reply[1] else "0-0"
+        floors[channel] = min(newest, position, key=parse_id)
+        for i in range(2, len(reply), 3):
             data = reply[i + 1]
             entries.append((reply[i].decode("ascii"), channel, data, wire.entry_is_text(reply[i + 2], data)))
-    entries.sort(key=lambda entry: parse_id(entry[0]))
-    return Replay(position, gap, entries)
+    entries.sort(key=lambda entry: (parse_id(entry[0]), entry[1]))  # equal ids: by channel (see delivery)
+    return Replay(position, gap, entries, floors)

@@ -13,7 +13,7 @@ from wsproto.frame_protocol import Opcode, RsvBits
 
 from ws4redis_server import wire
 from ws4redis_server.compression import negotiate
-from ws4redis_server.delivery import Delivery
+from ws4redis_server.delivery import Delivery, resume_start
 from ws4redis_server.frames import BinaryMessage
 from ws4redis_server.history import Replay
 from ws4redis_server.protocol import Protocol, State
@@ -452,6 +452,56 @@ def test_a_gap_is_reported_and_position_never_goes_back() -> None:
     assert item.resync_start(None) == "7-0" and item.holding == []
     item.caught_up(Replay("0-0", True, []))  # a Redis that lost its data
     assert texts(item) == ["7-0\na", "@0-0 gap\n"] and item.position == "7-0"
+
+
+def test_on_several_shards_messages_go_out_in_id_order_after_the_order_delay() -> None:
+    # Ids of channels a and b from two shard clocks: 1000 ms on a, 990 and 1005 ms on b. The
+    # socket sees <ms>-<sequence × 1024 + the channel's index> (a: 0, b: 1).
+    item = delivery(ids=True, order_delay=0.05, channels=["b", "a"])
+    item.deliver(b"a", True, "1000-0", "a")
+    item.deliver(b"b", True, "990-0", "b")
+    item.deliver(b"raw", True, None, "a")  # no id: nothing to order
+    assert texts(item) == ["\nraw"] and item.due_in(1.0) == pytest.approx(0.04)
+    assert item.release_due(1.045) and texts(item) == ["990-1\nb"]
+    item.deliver(b"c", True, "1005-0", "b")
+    item.deliver(b"d", True, "1005-0", "a")  # the same id on the other shard: a's goes first
+    assert item.release_due(1.06) and texts(item) == ["1000-0\na", "1005-0\nd", "1005-1\nc"]
+    assert item.position == "1005-0" and item.due_in(2.0) is None
+    item.deliver(b"late", True, "1001-2", "b")  # behind what went out: at once, position kept
+    assert texts(item) == ["1001-2049\nlate"] and item.position == "1005-0"
+
+
+def test_a_socket_ordered_across_channels_resumes_from_the_id_it_saw() -> None:
+    channels = ["c", "a", "b"]
+    assert resume_start("1005-0", channels) == ("1005-0", {"b", "c"})  # it had a's 1005-0 only
+    assert resume_start("1005-2049", channels) == ("1005-2", {"c"})
+    assert resume_start("1005-2050", channels) == ("1005-2", set())
+    cut = f"1005-{2 ** 64 - 1}"
+    assert resume_start(cut, channels) == (cut, set())
+
+
+def test_on_several_shards_what_a_replay_sent_is_dropped_whatever_comes_between() -> None:
+    item = delivery(ids=True, order_delay=0.05, resume_from="1-0", channels=["a", "b"])
+    item.begin("1-0")
+    item.caught_up(Replay("10-0", False, [("4-0", "a", b"a4", True), ("9-0", "b", b"b9", True)]))
+    item.deliver(b"a12", True, "12-0", "a")
+    item.deliver(b"b9", True, "9-0", "b")  # another channel's, replayed already
+    item.release_due(1.0)
+    assert texts(item) == ["4-0\na4", "9-1\nb9", "@10-0\n", "12-0\na12"]
+    item.deliver(b"a4", True, "4-0", "a")  # late, and replayed already
+    assert texts(item) == []
+
+
+def test_on_a_cluster_each_channel_drops_only_what_its_own_stream_replayed() -> None:
+    # The replay read channel a's stream up to 7-0 and b's (no stream yet) up to nothing, under
+    # a cut at 10-0: b's 8-0, added after the read though its clock put it under the cut, comes live.
+    item = delivery(ids=True, resume_from="1-0")
+    item.begin("1-0")
+    item.caught_up(Replay("10-0", False, [("7-0", "a", b"a7", True)], {"a": "7-0", "b": "0-0"}))
+    item.deliver(b"a7", True, "7-0", "a")
+    item.deliver(b"b8", True, "8-0", "b")
+    item.deliver(b"a11", True, "11-0", "a")
+    assert texts(item) == ["7-0\na7", "@10-0\n", "8-0\nb8", "11-0\na11"]
 
 
 def test_a_failed_replay_releases_what_was_held() -> None:
