@@ -47,8 +47,8 @@ setup(
     packages=find_packages(include=["ws4redis_server", "ws4redis_server.*"]),
     include_package_data=False,
     package_data={
-        "ws4redis_server": ["static/ws4redis/*", "static/ws4redis/**/*", "templates/ws4redis/*", "templates/ws4redis/**/*",
-                            "py.typed", "locale/*/LC_MESSAGES/*"],
+        "ws4redis_server": ["static/ws4redis/*", "static/ws4redis/**/*", "templates/ws4redis/*",
+                            "templates/ws4redis/**/*", "py.typed", "locale/*/LC_MESSAGES/*"],
     },
     zip_safe=False,
     install_requires=INSTALL_REQUIRES,

@@ -135,7 +135,8 @@ def test_runserver_is_the_librarys_wherever_the_app_sits() -> None:
     from django.core.management import get_commands, load_command_class
 
     assert settings.INSTALLED_APPS[-1] == "ws4redis_server"
-    assert settings.INSTALLED_APPS.index("django.contrib.staticfiles") < settings.INSTALLED_APPS.index("ws4redis_server")
+    apps = settings.INSTALLED_APPS
+    assert apps.index("django.contrib.staticfiles") < apps.index("ws4redis_server")
     assert get_commands()["runserver"] == "ws4redis_server"
     get_commands.cache_clear()  # as Django does when a test changes INSTALLED_APPS
     assert get_commands()["runserver"] == "ws4redis_server"

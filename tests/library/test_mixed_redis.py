@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import override_settings
+from plain_redis import MARKER, PlainSubscriber
 from websockets.sync.client import ClientConnection
 
 from ws4redis_server import RedisMessage, RedisPublisher, wire
 from ws4redis_server.testing import LiveServer, login_cookie, receive
 
-MARKER = b"-- marker --"
 FLAGS = "subscribe-broadcast&subscribe-user&subscribe-group&subscribe-session"
 
 
@@ -48,46 +48,16 @@ def old_publish(client: Any, channels: list[str], message: bytes, expire: int) -
             client.execute_command("SETEX", channel, expire, message)
 
 
-class OldSubscriber:
+class OldSubscriber(PlainSubscriber):
     """A ws4redis 0.6.0 server's view of some channels: ``pubsub().subscribe(channel)`` for each
     (its ``RedisSubscriber.set_pubsub_channels``) and ``GET channel`` for the persisted message
     (its ``send_persisted_messages``)."""
-
-    def __init__(self, client: Any, *channels: str) -> None:
-        self.client = client
-        self.pending: dict[str, list[bytes]] = {}
-        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(*channels)
-        confirmed = 0
-        while confirmed < len(channels):  # read the confirmations: nothing published later is missed
-            reply = self.pubsub.parse_response(block=False, timeout=10)
-            assert reply is not None, "Redis did not confirm the subscriptions"
-            confirmed += reply[0] == b"subscribe"
-
-    def until_marker(self, channel: str) -> list[bytes]:
-        """Publishes MARKER raw on ``channel`` and returns every payload read on ``channel``
-        before it (payloads read meanwhile on the other channels wait for their own call)."""
-        self.client.publish(channel, MARKER)
-        found = self.pending.pop(channel, [])
-        while True:
-            message = self.pubsub.get_message(timeout=10)
-            assert message is not None, f"the marker did not come back on {channel}; read {found}"
-            name = message["channel"].decode()
-            if name != channel:
-                self.pending.setdefault(name, []).append(message["data"])
-            elif message["data"] == MARKER:
-                return found
-            else:
-                found.append(message["data"])
 
     def persisted(self, channel: str) -> bytes | None:
         """What a 0.6.0 server would replay to a new socket on ``channel``: GET (a WRONGTYPE error
         here would break it), so the key must be a plain string."""
         assert self.client.type(channel) in (b"string", b"none")
         return self.client.get(channel)  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        self.pubsub.close()
 
 
 def with_ids(ws: ClientConnection) -> list[tuple[str | None, bytes, bool]]:

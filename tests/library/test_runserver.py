@@ -138,7 +138,8 @@ class Server:
 #        with the autoreloader)
 COMMANDS = {
     "manage.py autoreload": (lambda root: [sys.executable, "manage.py", "runserver"], False, False, True),
-    "manage.py --noreload": (lambda root: [sys.executable, "manage.py", "runserver", "--noreload"], False, False, False),
+    "manage.py --noreload": (lambda root: [sys.executable, "manage.py", "runserver", "--noreload"],
+                             False, False, False),
     "manage.py from elsewhere": (lambda root: [sys.executable, str(root / "manage.py"), "runserver", "--noreload"],
                                  True, False, False),
     "django-admin autoreload": (lambda root: [DJANGO_ADMIN, "runserver"], False, True, True),
@@ -208,8 +209,8 @@ def test_sigint_stops_cleanly(server: Server) -> None:
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert "needs gevent" not in output
     for pid in children:  # the autoreloader's serving child goes too
-        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
-                 10, f"child {pid} to exit")
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists()
+                 or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2], 10, f"child {pid} to exit")
 
 
 def test_check_reports_the_librarys_ids(project: Path) -> None:

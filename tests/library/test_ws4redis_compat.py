@@ -13,6 +13,7 @@ from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client, RequestFactory, override_settings
+from plain_redis import PlainSubscriber
 
 from ws4redis_server import SELF, RedisMessage, RedisPublisher, delivery_count, get_redis
 from ws4redis_server.history import replay
@@ -34,17 +35,8 @@ def client(redis_server: Any) -> Any:
     return redis_server.client()
 
 
-class Wire:
+class Wire(PlainSubscriber):
     """A plain redis-py subscription to some channels, as any other Redis client would have."""
-
-    def __init__(self, client: Any, *channels: str) -> None:
-        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(*channels)
-        confirmed = 0
-        while confirmed < len(channels):  # read the confirmations, so nothing published is missed
-            reply = self.pubsub.parse_response(block=False, timeout=5)
-            assert reply is not None, "Redis did not confirm the subscriptions"
-            confirmed += reply[0] == b"subscribe"
 
     def messages(self, count: int) -> list[tuple[str, bytes]]:
         """The next ``count`` messages as (channel, payload), then checks nothing else came."""
@@ -61,13 +53,6 @@ class Wire:
         message = self.pubsub.get_message(timeout=5)
         assert message is not None
         return message["data"]
-
-    def nothing(self) -> None:
-        message = self.pubsub.get_message(timeout=0.2)
-        assert message is None, f"unexpected {message}"
-
-    def close(self) -> None:
-        self.pubsub.close()
 
 
 @pytest.fixture
