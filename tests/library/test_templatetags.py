@@ -12,6 +12,7 @@ from django.test import RequestFactory, override_settings
 
 from ws4redis_server.context_processors import default
 
+
 @pytest.fixture(autouse=True)
 def _hosts() -> Iterator[None]:
     with override_settings(ALLOWED_HOSTS=["example.com"]):
