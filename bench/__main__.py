@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): how many idle sockets the stack holds through nginx, what
-each costs in memory, how fast a broadcast reaches all of them, and the echo round trip meanwhile,
-for the project's stack and for a Django Channels peer in the same run.
+each costs in memory, how fast a broadcast reaches all of them and at what CPU cost per delivery,
+and the echo round trip meanwhile, for the project's stack and for a Django Channels peer in the
+same run.
 
-    python -m bench                                   # N = 1,000, 10,000, 30,000; both targets
+    python -m bench                                   # N = 10,000, 30,000, 100,000, 200,000; both targets
     python -m bench --sizes 1000 --hold 5             # a quick look
     python -m bench --targets ws4redis,channels,channels-pubsub --peer-max 10000   # peers up to 10k
     python -m bench --url ws://127.0.0.1:8000 --targets external   # a stack that is already running
@@ -10,6 +11,10 @@ for the project's stack and for a Django Channels peer in the same run.
 
 Writes bench/results/bench-<time>.json, .md (the table) and .png (the plots), and copies the last
 two to latest.md / latest.png. Figures, not assertions: nothing here fails on a slow machine.
+
+Before a target starts at N, the memory it needs is estimated from what each socket cost the
+machine at the previous N (bench.memory.memory_shortfall) and compared with MemAvailable: a run
+that would not fit is recorded with the reason instead of driving the machine out of memory.
 """
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MAX_SOCKETS = 100_000
+MAX_SOCKETS = 200_000
+DEFAULT_SIZES = "10000,30000,100000,200000"
 TARGETS = ("ws4redis", "channels", "channels-pubsub", "external")
 
 
@@ -43,8 +49,9 @@ def _sizes(text: str) -> list[int]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=_sizes, default=_sizes("1000,10000,30000"),
-                        help="idle socket counts N, comma-separated (default 1000,10000,30000)")
+    parser.add_argument("--sizes", type=_sizes, default=_sizes(DEFAULT_SIZES),
+                        help=f"idle socket counts N, comma-separated (default {DEFAULT_SIZES}, at most "
+                             f"{MAX_SOCKETS:,})")
     parser.add_argument("--targets", default="ws4redis,channels",
                         help="comma-separated, among: ws4redis (the project's stack), channels (the Channels "
                              "peer, channels_redis core layer), channels-pubsub (its pub/sub layer), external "
@@ -105,7 +112,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _measure_all(args: argparse.Namespace) -> dict[str, Any]:
     from . import machine, report
-    from .workloads import Plan, measure
+    from .memory import machine_kib_per_socket, memory_shortfall
+    from .workloads import Plan
 
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -120,23 +128,38 @@ def _measure_all(args: argparse.Namespace) -> dict[str, Any]:
     }
     print(f"Other work is using {run_data['background_busy_pct']:.0f} % of the CPUs.", flush=True)
     limited: set[str] = set()
+    cost: dict[str, float | None] = {}  # target → KiB per socket for the whole machine, last measured
     for sockets in args.sizes:
         for name in args.targets:
             if name in limited or (name.startswith("channels") and sockets > (args.peer_max or sockets)):
                 continue
-            target = _make_target(name, sockets, args)
-            try:
-                row = measure(target, sockets, plan, log=lambda line: print(line, flush=True))
-            except Exception as exc:  # one failed measurement must not lose the others
-                row = {"target": target.name, "sockets": sockets, "error": f"{type(exc).__name__}: {exc}"}
-                print(f"[{target.name} N={sockets}] failed: {row['error']}", flush=True)
+            available = machine.meminfo_kib()["MemAvailable"]
+            shortfall = None if name == "external" else memory_shortfall(sockets, cost.get(name), available)
+            if shortfall is not None:
+                row = {"target": name, "sockets": sockets, "skipped": shortfall}
+                print(f"[{name} N={sockets}] not run: {shortfall}", flush=True)
+            else:
+                row = _measure_one(name, sockets, args, plan)
+                cost[name] = machine_kib_per_socket(row) or cost.get(name)
             run_data["results"].append(row)
-            if "error" in row or row["held"] < report.HELD_ENOUGH * sockets:  # larger N would fail too
+            # A target that did not hold N, or would not fit, would not do better at a larger N.
+            if "held" not in row or row["held"] < report.HELD_ENOUGH * sockets:
                 limited.add(name)
             _save(run_data, args, stamp)
     text = report.markdown(run_data)
     print("\n" + text)
     return run_data
+
+
+def _measure_one(name: str, sockets: int, args: argparse.Namespace, plan: Any) -> dict[str, Any]:
+    from .workloads import measure
+
+    target = _make_target(name, sockets, args)
+    try:
+        return measure(target, sockets, plan, log=lambda line: print(line, flush=True))
+    except Exception as exc:  # one failed measurement must not lose the others
+        print(f"[{target.name} N={sockets}] failed: {type(exc).__name__}: {exc}", flush=True)
+        return {"target": target.name, "sockets": sockets, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _save(run_data: dict[str, Any], args: argparse.Namespace, stamp: str) -> None:

@@ -18,10 +18,13 @@ from typing import Any
 
 from workers.wsload import HandshakeRejected, WebSocketClient, WsTarget, describe_error, open_client, source_addresses
 
-# Sockets per load process: under the ~20,000 files a process may hold, with room to spare.
-SOCKETS_PER_PROCESS = 8_000
-# Handshakes in flight per load process: enough to keep the server busy, under nginx's backlog.
-CONCURRENCY = 256
+# Sockets per load process: under the 20,000 files a process may hold (one per socket), with room
+# for the interpreter's own files and the pipe.
+SOCKETS_PER_PROCESS = 18_000
+# Handshakes in flight over the whole fleet, shared by its processes: enough to keep the servers
+# busy, under nginx's and the servers' listen backlogs (4,096).
+HANDSHAKES_IN_FLIGHT = 1_024
+MIN_HANDSHAKES_PER_PROCESS = 64
 PREFIX = "bench:"
 # Seconds without a single delivery after which waiting for a broadcast stops: the sockets still
 # missing it are not going to get it (a server process that does not relay, a dead consumer).
@@ -62,7 +65,12 @@ class Fleet:
 
     @classmethod
     def for_sockets(cls, sockets: int) -> Fleet:
-        return cls(max(1, math.ceil(sockets / SOCKETS_PER_PROCESS)))
+        return cls(processes_for(sockets))
+
+    @property
+    def pids(self) -> list[int]:
+        """The load processes' PIDs (for their memory and CPU)."""
+        return [process.pid for process in self.processes if process.pid is not None]
 
     def _ask(self, commands: list[tuple[Any, ...]], timeout: float) -> list[Any]:
         for pipe, command in zip(self.pipes, commands, strict=True):
@@ -79,8 +87,10 @@ class Fleet:
         sources = source_addresses(target, sockets)
         count = len(self.pipes)
         shares = [sockets // count + (i < sockets % count) for i in range(count)]
+        in_flight = max(MIN_HANDSHAKES_PER_PROCESS, HANDSHAKES_IN_FLIGHT // count)
         started = time.monotonic()
-        replies = self._ask([("connect", target, sources, share, timeout) for share in shares], timeout + 30)
+        replies = self._ask([("connect", target, sources, share, timeout, in_flight) for share in shares],
+                            timeout + 30)
         result = ConnectResult(asked=sockets, seconds=time.monotonic() - started)
         failures: Counter[str] = Counter()
         for opened, failed, examples in replies:
@@ -128,6 +138,11 @@ class Fleet:
         self.stop()
 
 
+def processes_for(sockets: int) -> int:
+    """Returns how many load processes hold ``sockets`` sockets (SOCKETS_PER_PROCESS each at most)."""
+    return max(1, math.ceil(sockets / SOCKETS_PER_PROCESS))
+
+
 # -- in each load process -------------------------------------------------------------------------
 
 def _serve(pipe: Any) -> None:
@@ -168,11 +183,11 @@ class _Share:
             self.received[tag].append(arrival - float(stamp))
             self.arrived.set()
 
-    async def connect(self, target: WsTarget, sources: list[str | None], sockets: int,
-                      timeout: float) -> tuple[int, dict[str, int], dict[str, str]]:
+    async def connect(self, target: WsTarget, sources: list[str | None], sockets: int, timeout: float,
+                      in_flight: int) -> tuple[int, dict[str, int], dict[str, str]]:
         failures: Counter[str] = Counter()
         examples: dict[str, str] = {}
-        gate = asyncio.Semaphore(CONCURRENCY)
+        gate = asyncio.Semaphore(in_flight)
         deadline = time.monotonic() + timeout
 
         async def one(number: int) -> None:

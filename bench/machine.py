@@ -40,12 +40,12 @@ def describe() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                   if line.startswith("model name")), platform.processor())
-    meminfo = {line.split(":")[0]: line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()}
+    meminfo = meminfo_kib()
     packages = ("Django", "uWSGI", "gevent", "redis", "websockets", "channels", "channels-redis", "daphne")
     return {
         "cpu": model,
         "cores": os.cpu_count(),
-        "memory_gib": round(int(meminfo["MemTotal"]) / 1024 ** 2, 1),
+        "memory_gib": round(meminfo["MemTotal"] / 1024 ** 2, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "packages": {name: version(name) for name in packages},
@@ -53,3 +53,58 @@ def describe() -> dict[str, Any]:
         "redis": " ".join(_server_version([shutil.which("redis-server") or "redis-server", "--version"]).split()[:3]),
         "loadavg_at_start": os.getloadavg(),
     }
+
+
+# -- process CPU, kernel socket memory and available memory, from /proc ---------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def cpu_ticks(stat: str) -> int:
+    """Returns utime + stime (clock ticks) from the text of a /proc/<pid>/stat file. The command
+    name (field 2) may hold spaces and parentheses, so fields are counted after its last ``)``."""
+    fields = stat.rsplit(")", 1)[1].split()  # fields[0] is field 3 (state); utime and stime are 14, 15
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_sample(pids: list[int]) -> dict[int, int]:
+    """Returns pid → CPU clock ticks used so far, for the ``pids`` still running."""
+    sample = {}
+    for pid in pids:
+        try:
+            sample[pid] = cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
+        except (OSError, IndexError, ValueError):
+            continue
+    return sample
+
+
+def cpu_seconds_between(before: dict[int, int], after: dict[int, int]) -> float:
+    """Returns the CPU seconds the processes used from sample ``before`` to sample ``after``; a
+    process that started in between counts from its start, one that ended in between not at all."""
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items()) / CLOCK_TICKS
+
+
+def meminfo_kib(text: str | None = None) -> dict[str, int]:
+    """Returns /proc/meminfo (or ``text`` in its format) as name → KiB."""
+    text = Path("/proc/meminfo").read_text() if text is None else text
+    return {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines() if ":" in line}
+
+
+def tcp_memory_kib(sockstat: str | None = None) -> int:
+    """Returns the kernel memory held by TCP socket buffers, machine-wide (the ``mem`` pages of the
+    ``TCP:`` line of /proc/net/sockstat, or of ``sockstat``), in KiB."""
+    sockstat = Path("/proc/net/sockstat").read_text() if sockstat is None else sockstat
+    for line in sockstat.splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()[1:]
+            return int(dict(zip(fields[::2], fields[1::2], strict=True))["mem"]) * PAGE_KIB
+    return 0
+
+
+def kernel_memory_kib() -> dict[str, int]:
+    """Returns what the kernel holds for sockets, machine-wide, in KiB: TCP buffers and unreclaimable
+    slab (socket structures, among others), and what the machine has available."""
+    meminfo = meminfo_kib()
+    return {"tcp_buffers": tcp_memory_kib(), "slab_unreclaimable": meminfo.get("SUnreclaim", 0),
+            "available": meminfo.get("MemAvailable", 0)}

@@ -1,4 +1,5 @@
-"""Plots of a benchmark run: latencies and memory per socket against the number of idle sockets."""
+"""Plots of a benchmark run: latencies, memory per socket and CPU per delivery against the number
+of idle sockets."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,14 +10,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from .report import _single_last_ms  # noqa: E402
+from .report import _median_cpu, _single_last_ms  # noqa: E402
 
 
 def _series(results: list[dict[str, Any]], value: Any) -> dict[str, tuple[list[int], list[float]]]:
     """Returns target → (N values, figures) for the rows where ``value(row)`` is known."""
     series: dict[str, tuple[list[int], list[float]]] = {}
     for row in results:
-        if "error" in row:
+        if "held" not in row:  # failed or not run
             continue
         figure = value(row)
         if figure is None:
@@ -28,9 +29,9 @@ def _series(results: list[dict[str, Any]], value: Any) -> dict[str, tuple[list[i
 
 
 def draw(run: dict[str, Any], path: Path) -> Path:
-    """Draws the run's three panels into ``path`` (PNG) and returns it."""
+    """Draws the run's four panels into ``path`` (PNG) and returns it."""
     results = run["results"]
-    figure, (echo_axes, broadcast_axes, memory_axes) = plt.subplots(1, 3, figsize=(16, 4.8))
+    figure, (echo_axes, broadcast_axes, memory_axes, cpu_axes) = plt.subplots(1, 4, figsize=(21, 4.8))
     for name, (xs, ys) in _series(results, lambda row: row["echo"]["rtt_ms"]["p50"]).items():
         echo_axes.plot(xs, ys, "o-", label=f"{name} p50")
     for name, (xs, ys) in _series(results, lambda row: row["echo"]["rtt_ms"]["p99"]).items():
@@ -49,7 +50,15 @@ def draw(run: dict[str, Any], path: Path) -> Path:
             memory_axes.plot(xs, ys, style, label=f"{name} {part}")
     memory_axes.set(title="Memory per idle socket (RSS)", ylabel="KiB")
 
-    for axes in (echo_axes, broadcast_axes, memory_axes):
+    for label, style, value in (
+            ("1 message", "o-", lambda row: _median_cpu(row["broadcasts"])),
+            (f"burst of {run['plan']['burst']}", "s--", lambda row: _median_cpu([row["burst"]])),
+            ("1 message, load clients", "^:", lambda row: _median_cpu(row["broadcasts"], "clients"))):
+        for name, (xs, ys) in _series(results, value).items():
+            cpu_axes.plot(xs, ys, style, label=f"{name}: {label}")
+    cpu_axes.set(title="CPU per delivery: server + nginx", ylabel="µs")
+
+    for axes in (echo_axes, broadcast_axes, memory_axes, cpu_axes):
         axes.set_xscale("log")
         axes.set_xlabel("N idle sockets")
         axes.grid(True, which="both", alpha=0.3)

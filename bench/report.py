@@ -24,6 +24,32 @@ def _single_rate(row: dict[str, Any]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _cpu(broadcasts: list[dict[str, Any]]) -> str:
+    """Returns "server + nginx = both (clients)" CPU µs per delivery, each the median over
+    ``broadcasts`` (a single row: its figures)."""
+    server, nginx, both, clients = (_median_cpu(broadcasts, part) for part in ("server", "nginx", "server+nginx",
+                                                                                "clients"))
+    if both is None:
+        return "–"
+    return f"{_number(server, 1)} + {_number(nginx, 1)} = {_number(both, 1)} ({_number(clients, 1)})"
+
+
+def _median_cpu(broadcasts: list[dict[str, Any]], part: str = "server+nginx") -> float | None:
+    """Returns the median CPU µs per delivery of ``part`` over ``broadcasts``, if measured."""
+    values = [b["cpu_us_per_delivery"][part] for b in broadcasts
+              if b.get("cpu_us_per_delivery", {}).get(part) is not None]
+    return statistics.median(values) if values else None
+
+
+def _failures(row: dict[str, Any]) -> str:
+    """Returns the sockets that failed to open or closed during the hold: "0", or the count and kinds."""
+    kinds = dict(row["connect"]["failures"])
+    if row["connect"].get("closed_during_hold"):
+        kinds["closed during the hold"] = row["connect"]["closed_during_hold"]
+    total = sum(kinds.values())
+    return f"{total:,} ({', '.join(f'{kind} {count:,}' for kind, count in kinds.items())})" if total else "0"
+
+
 def _shortfall(broadcasts: list[dict[str, Any]]) -> str:
     """Returns " (x of y delivered)" for the worst of ``broadcasts`` that missed sockets, else "":
     a time to the last delivery only means something next to how many arrived."""
@@ -36,25 +62,28 @@ def _shortfall(broadcasts: list[dict[str, Any]]) -> str:
 
 def table(results: list[dict[str, Any]]) -> list[str]:
     """Returns one Markdown table row per (target, N), under a header."""
-    lines = [
-        "| target | N | held | connect s | server KiB/socket | nginx KiB/socket | broadcast: last delivery ms "
-        "(median of 3) | deliveries/s | burst of 10: last delivery ms | burst deliveries/s "
-        "| echo RTT p50 / p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["target", "N", "held", "failures", "connect s", "server KiB/socket", "nginx KiB/socket",
+              "client KiB/socket", "kernel KiB/socket", "broadcast: last delivery ms (median of 3)", "deliveries/s",
+              "CPU µs/delivery: server + nginx = both (clients)", "burst of 10: last delivery ms",
+              "burst deliveries/s", "burst CPU µs/delivery", "echo RTT p50 / p99 ms"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in results:
-        if "error" in row:
-            lines.append(f"| {row['target']} | {row['sockets']:,} | failed: {row['error']} |" + " |" * 8)
+        if "error" in row or "skipped" in row:
+            what = f"failed: {row['error']}" if "error" in row else f"not run: {row['skipped']}"
+            lines.append(f"| {row['target']} | {row['sockets']:,} | {what} |" + " |" * (len(header) - 3))
             continue
         memory = row["memory"]["kib_per_socket"]
         echo = row["echo"]["rtt_ms"]
         burst = row["burst"]
         lines.append(
-            f"| {row['target']} | {row['sockets']:,} | {row['held']:,} | {row['connect']['seconds']:.1f} "
-            f"| {_number(memory.get('server'), 1)} | {_number(memory.get('nginx'), 1)} "
+            f"| {row['target']} | {row['sockets']:,} | {row['held']:,} | {_failures(row)} "
+            f"| {row['connect']['seconds']:.1f} | {_number(memory.get('server'), 1)} "
+            f"| {_number(memory.get('nginx'), 1)} "
+            f"| {_number(memory.get('clients'), 1)} | {_number(row.get('kernel_kib', {}).get('per_socket'), 1)} "
             f"| {_number(_single_last_ms(row))}{_shortfall(row['broadcasts'])} | {_number(_single_rate(row))} "
+            f"| {_cpu(row['broadcasts'])} "
             f"| {_number(burst['last_ms'])}{_shortfall([burst])} | {_number(burst['deliveries_per_s'])} "
-            f"| {_number(echo['p50'], 2)} / {_number(echo['p99'], 2)} |")
+            f"| {_cpu([burst])} | {_number(echo['p50'], 2)} / {_number(echo['p99'], 2)} |")
     return lines
 
 
@@ -62,7 +91,7 @@ def ratios(results: list[dict[str, Any]], ours: str = "ws4redis") -> list[str]:
     """Returns one line per N and peer: how ``ours`` compares (above 1 means ours is better)."""
     # A target that held fewer sockets than asked has no comparable figures at that N.
     by_key = {(row["target"], row["sockets"]): row for row in results
-              if "error" not in row and row["held"] >= HELD_ENOUGH * row["sockets"]}
+              if "held" in row and row["held"] >= HELD_ENOUGH * row["sockets"]}
     lines = []
     for (name, sockets), peer in sorted(by_key.items(), key=lambda item: (item[0][1], item[0][0])):
         mine = by_key.get((ours, sockets))
@@ -78,6 +107,7 @@ def ratios(results: list[dict[str, Any]], ours: str = "ws4redis") -> list[str]:
              mine["memory"]["kib_per_socket"].get("server")),
             ("echo p50 ", peer["echo"]["rtt_ms"]["p50"], mine["echo"]["rtt_ms"]["p50"]),
         ]
+        pairs.append(("CPU per delivery ", _median_cpu(peer["broadcasts"]), _median_cpu(mine["broadcasts"])))
         for label, theirs, own in pairs:
             if theirs and own and theirs > 0 and own > 0:
                 parts.append(f"{label}×{theirs / own:.1f}")
@@ -97,7 +127,10 @@ def markdown(run: dict[str, Any]) -> str:
         f"Client and servers share the machine. Other work used {run['background_busy_pct']:.0f} % of the "
         f"CPUs just before the run (load average {machine['loadavg_at_start'][0]:.2f}). "
         f"Idle sockets were held {run['plan']['hold']:g} s before measuring memory; the echo RTT comes from "
-        f"{run['plan']['echo_clients']} testecho clients while the N sockets idle.",
+        f"{run['plan']['echo_clients']} testecho clients while the N sockets idle. CPU per delivery is the "
+        f"utime + stime of the server's processes, nginx's and the load clients' from just before the publish "
+        f"until the last socket had the message, over the deliveries; kernel memory is machine-wide (TCP "
+        f"buffers and unreclaimable slab).",
         "",
         *table(run["results"]),
     ]

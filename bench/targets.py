@@ -23,7 +23,7 @@ import redis
 
 from deploy.stack import BIN, ROOT, RedisServer, Stack, can_connect, free_port, stop_pid, wait_for
 
-from .memory import Memory, memory_of, with_children
+from .memory import with_children
 
 PEER_DIR = Path(__file__).resolve().parent / "channels_peer"
 FACILITY = "bench"
@@ -44,7 +44,7 @@ class Target(Protocol):
 
     def publish(self, text: str) -> None: ...
 
-    def memory(self) -> dict[str, Memory]: ...
+    def pids(self) -> dict[str, list[int]]: ...
 
     def stop(self) -> None: ...
 
@@ -86,7 +86,8 @@ class RunningStack:
         assert self.redis is not None
         self.redis.publish(broadcast_channel(), text)
 
-    def memory(self) -> dict[str, Memory]:
+    def pids(self) -> dict[str, list[int]]:
+        """Returns the processes of each part: none, this stack is not ours to watch."""
         return {}
 
     def stop(self) -> None:
@@ -138,13 +139,11 @@ class Ws4RedisStack(RunningStack):
         wait_for(lambda: set(workers_of()) <= relaying(), timeout,
                  "every WebSocket worker connected to Redis", stack.run_dir / "uwsgi.log")
 
-    def memory(self) -> dict[str, Memory]:
-        assert self.stack is not None and self.stack.nginx is not None and self.redis_server is not None
-        return {
-            "server": memory_of(with_children(self.stack.pid_of("websocket"))),
-            "nginx": memory_of(with_children(self.stack.nginx.pid)),
-            "redis": memory_of([self.redis_server.process.pid]),  # type: ignore[union-attr]
-        }
+    def pids(self) -> dict[str, list[int]]:
+        """Returns the processes of each part: the WebSocket instance's master and workers, nginx's
+        master and workers, Redis."""
+        assert self.stack is not None and self.redis_server is not None
+        return _parts(with_children(self.stack.pid_of("websocket")), self.stack, self.redis_server)
 
     def stop(self) -> None:
         try:
@@ -152,6 +151,11 @@ class Ws4RedisStack(RunningStack):
         finally:
             _stop_servers(self.stack, self.redis_server)
             self.stack = self.redis_server = None
+
+
+def _parts(server: list[int], stack: Stack, redis_server: RedisServer) -> dict[str, list[int]]:
+    assert stack.nginx is not None and redis_server.process is not None
+    return {"server": server, "nginx": with_children(stack.nginx.pid), "redis": [redis_server.process.pid]}
 
 
 def _stop_servers(stack: Stack | None, redis_server: RedisServer | None) -> None:
@@ -248,13 +252,10 @@ class ChannelsPeer:
         assert self.channel_layer is not None
         self._run(self.channel_layer.group_send(FACILITY, {"type": "bench.message", "text": text}))
 
-    def memory(self) -> dict[str, Memory]:
-        assert self.stack is not None and self.stack.nginx is not None and self.redis_server is not None
-        return {
-            "server": memory_of([process.pid for process in self.stack.daphnes]),
-            "nginx": memory_of(with_children(self.stack.nginx.pid)),
-            "redis": memory_of([self.redis_server.process.pid]),  # type: ignore[union-attr]
-        }
+    def pids(self) -> dict[str, list[int]]:
+        """Returns the processes of each part: the daphne processes, nginx's master and workers, Redis."""
+        assert self.stack is not None and self.redis_server is not None
+        return _parts([process.pid for process in self.stack.daphnes], self.stack, self.redis_server)
 
     def stop(self) -> None:
         try:

@@ -1,10 +1,14 @@
 """The measurements for one target at one socket count N:
 
-1. hold N idle sockets through nginx (opened, failures, connect time, still open after the hold);
-2. memory per idle socket: server processes and nginx, each against its own baseline;
+1. hold N idle sockets through nginx (opened, failures, connect time, still open after the hold,
+   the CPU the processes used meanwhile);
+2. memory per idle socket: server processes, nginx and the load clients, each against its own
+   baseline, and the kernel's (TCP buffers and unreclaimable slab, machine-wide);
 3. echo round trip percentiles (the testecho transcript) while the N sockets idle;
-4. single broadcasts to all N: time to the last delivery, deliveries per second;
-5. a burst of back-to-back broadcasts: time until every socket has all of them.
+4. single broadcasts to all N: time to the last delivery, deliveries per second, CPU per delivery
+   of the server, nginx and the load clients (utime + stime from /proc/<pid>/stat, read right
+   before the publish and once the last socket has the message);
+5. a burst of back-to-back broadcasts: the same, until every socket has all of them.
 
 Every step is bounded in time; what did not arrive in time is reported as missing.
 
@@ -27,7 +31,8 @@ from workers.testecho import latency_summary, run_testecho
 from workers.wsload import parse_ws_url
 
 from .fleet import ConnectResult, Fleet, broadcast_text
-from .memory import Memory
+from .machine import cpu_sample, cpu_seconds_between, kernel_memory_kib
+from .memory import Memory, memory_by_part, memory_of
 from .targets import Target
 
 Log = Callable[[str], None]
@@ -58,6 +63,7 @@ def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any
     def note(line: str) -> None:
         log(f"[{target.name} N={sockets}] {line}")
 
+    before = kernel_memory_kib()
     for start in range(1, STARTS + 1):
         note("starting" + (f" (attempt {start})" if start > 1 else ""))
         try:
@@ -70,8 +76,9 @@ def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any
                         raise
                     note(f"{exc}: starting afresh")
                     continue
-                baseline = target.memory()
+                baseline = _memory_now(target, fleet)
                 result = _with_fleet(target, fleet, sockets, plan, baseline, note)
+                result["kernel_kib"]["before"] = before
                 result.update(starts=start, warm_up_rounds=warm_up_rounds)
                 fleet.close_all()
             return result
@@ -113,30 +120,72 @@ def _connect_relayed(target: Target, fleet: Fleet, sockets: int, plan: Plan, log
     raise AssertionError("unreachable: the last attempt always returns")
 
 
-def _with_fleet(target: Target, fleet: Fleet, sockets: int, plan: Plan, baseline: dict[str, Memory],
-                log: Log) -> dict[str, Any]:
+def _memory_now(target: Target, fleet: Fleet) -> tuple[dict[str, Memory], dict[str, int]]:
+    """Returns the memory of the target's parts and of the load clients, and the kernel's."""
+    return {**memory_by_part(target.pids()), "clients": memory_of(fleet.pids)}, kernel_memory_kib()
+
+
+def _cpu_parts(target: Target, fleet: Fleet) -> dict[str, list[int]]:
+    """Returns the processes whose CPU is counted: the server's, nginx's and the load clients'."""
+    parts = {part: pids for part, pids in target.pids().items() if part in ("server", "nginx")}
+    return {**parts, "clients": fleet.pids}
+
+
+def _with_fleet(target: Target, fleet: Fleet, sockets: int, plan: Plan,
+                baseline: tuple[dict[str, Memory], dict[str, int]], log: Log) -> dict[str, Any]:
     connected, openings = _connect_relayed(target, fleet, sockets, plan, log)
     log(f"holding them {plan.hold:g} s")
+    cpu = _cpu_parts(target, fleet)
+    hold_started, hold_cpu = time.monotonic(), {part: cpu_sample(pids) for part, pids in cpu.items()}
     time.sleep(plan.hold)
     held = fleet.open_sockets()
-    loaded = target.memory()
+    hold_cpu_s = _cpu_since(hold_cpu, cpu)
+    hold_seconds = time.monotonic() - hold_started
+    loaded = _memory_now(target, fleet)
     result: dict[str, Any] = {
         "target": target.name,
         "sockets": sockets,
         "connect": {"opened": connected.opened, "failures": connected.failures, "examples": connected.examples,
-                    "seconds": connected.seconds, "openings": openings},
+                    "seconds": connected.seconds, "openings": openings, "closed_during_hold": connected.opened - held},
         "held": held,
-        "memory": _memory(baseline, loaded, held),
+        "hold_cpu_pct": {part: round(100 * seconds / hold_seconds, 1) if hold_seconds else None
+                         for part, seconds in hold_cpu_s.items()},
+        "memory": _memory(baseline[0], loaded[0], held),
+        "kernel_kib": {"baseline": baseline[1], "loaded": loaded[1],
+                       "per_socket": _kernel_per_socket(baseline[1], loaded[1], held)},
     }
-    log(f"{held} held; KiB/socket: {result['memory']['kib_per_socket']}")
+    log(f"{held} held; KiB/socket: {result['memory']['kib_per_socket']}, kernel "
+        f"{result['kernel_kib']['per_socket']}; CPU % while holding: {result['hold_cpu_pct']}")
     result["echo"] = _echo(target, plan)
     log(f"echo RTT ms: {_rounded(result['echo']['rtt_ms'])}")
-    result["broadcasts"] = [_broadcast(target, fleet, [f"single{i}"], plan, held) for i in range(plan.broadcasts)]
-    result["burst"] = _broadcast(target, fleet, [f"burst{i}" for i in range(plan.burst)], plan, held)
+    result["broadcasts"] = [_broadcast(target, fleet, [f"single{i}"], plan, held, cpu) for i in range(plan.broadcasts)]
+    result["burst"] = _broadcast(target, fleet, [f"burst{i}" for i in range(plan.burst)], plan, held, cpu)
     singles = ", ".join(f"{b['last_ms']:.0f}" for b in result["broadcasts"] if b["last_ms"] is not None)
     log(f"broadcast to all, last delivery ms: {singles}; burst of {plan.burst}: "
-        f"{result['burst']['last_ms']} ms, {result['burst']['deliveries_per_s']} deliveries/s")
+        f"{result['burst']['last_ms']} ms, {result['burst']['deliveries_per_s']} deliveries/s; CPU µs per "
+        f"delivery: {result['broadcasts'][-1]['cpu_us_per_delivery']}, burst {result['burst']['cpu_us_per_delivery']}")
     return result
+
+
+def _cpu_since(before: dict[str, dict[int, int]], parts: dict[str, list[int]]) -> dict[str, float]:
+    """Returns the CPU seconds each part's processes used since the samples ``before``."""
+    return {part: cpu_seconds_between(before[part], cpu_sample(pids)) for part, pids in parts.items()}
+
+
+def cpu_per_delivery(cpu_seconds: dict[str, float], delivered: int) -> dict[str, float | None]:
+    """Returns the CPU µs per delivery of each part, and of the server and nginx together."""
+    parts = dict(cpu_seconds)
+    if "server" in parts and "nginx" in parts:
+        parts["server+nginx"] = parts["server"] + parts["nginx"]
+    return {part: round(seconds * 1e6 / delivered, 2) if delivered else None for part, seconds in parts.items()}
+
+
+def _kernel_per_socket(baseline: dict[str, int], loaded: dict[str, int], held: int) -> float | None:
+    """Returns the kernel's memory per socket held: TCP buffers and unreclaimable slab, machine-wide."""
+    if not held:
+        return None
+    grown = sum(loaded[name] - baseline[name] for name in ("tcp_buffers", "slab_unreclaimable"))
+    return round(grown / held, 2)
 
 
 def _memory(baseline: dict[str, Memory], loaded: dict[str, Memory], held: int) -> dict[str, Any]:
@@ -156,13 +205,18 @@ def _echo(target: Target, plan: Plan) -> dict[str, Any]:
             "replies": report.replies, "rtt_ms": report.rtt_ms}
 
 
-def _broadcast(target: Target, fleet: Fleet, tags: list[str], plan: Plan, sockets: int) -> dict[str, Any]:
-    """Publishes one message per tag back to back; returns when the last socket had the last one."""
+def _broadcast(target: Target, fleet: Fleet, tags: list[str], plan: Plan, sockets: int,
+               cpu: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    """Publishes one message per tag back to back; returns when the last socket had the last one,
+    with the CPU the ``cpu`` parts' processes used meanwhile."""
+    cpu = cpu or {}
+    cpu_before = {part: cpu_sample(pids) for part, pids in cpu.items()}
     stamps = []
     for tag in tags:
         stamps.append(time.monotonic())
         target.publish(broadcast_text(tag, stamps[-1]))
     latencies = fleet.expect(tags, plan.delivery_timeout)
+    cpu_seconds = _cpu_since(cpu_before, cpu)
     delivered = sum(len(values) for values in latencies.values())
     ends = [stamp + max(latencies[tag]) for tag, stamp in zip(tags, stamps, strict=True) if latencies[tag]]
     last = (max(ends) - stamps[0]) if ends else None
@@ -174,6 +228,8 @@ def _broadcast(target: Target, fleet: Fleet, tags: list[str], plan: Plan, socket
         "last_ms": round(last * 1000, 2) if last is not None else None,
         "deliveries_per_s": round(delivered / last) if last else None,
         "latency_ms": _rounded(latency_summary(list(every))),
+        "cpu_s": {part: round(seconds, 3) for part, seconds in cpu_seconds.items()},
+        "cpu_us_per_delivery": cpu_per_delivery(cpu_seconds, delivered),
     }
 
 
