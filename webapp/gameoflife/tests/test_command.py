@@ -34,6 +34,8 @@ def gameoflife(**options):
     ({"size": 0}, "--size must be from 1 to 1024, not 0"),
     ({"steps": -1}, "--steps must be 0 or more, not -1"),
     ({"speed": -2.0}, "--speed must be 0 (no limit) or more, not -2.0"),
+    ({"processes": 0}, "--processes must be at least 1, not 0"),
+    ({"processes": 65, "size": 8}, "--processes 65: more processes than cells (64)"),
     ({"output": "final.cells"}, "--output needs --steps"),
     ({"output": "/no/such/dir/final.cells", "steps": 3}, "no such directory /no/such/dir"),
     ({"url": "http://127.0.0.1:8000/ws/gameoflife/", "steps": 1},
@@ -76,9 +78,12 @@ def test_a_bad_rle_file(tmp_path, rle, problem):
     assert str(caught.value).startswith(f"{path}: {problem}")
 
 
-def test_more_cells_than_the_process_may_open_files():
-    with pytest.raises(CommandError, match=r"1048576 cells need 1048640 open files; this process may open \d+"):
-        gameoflife(size=1024)
+@pytest.mark.parametrize(("processes", "cells"), [(1, 1_048_576), (2, 524_288)])
+def test_more_cells_than_a_process_may_open_files(processes, cells):
+    with pytest.raises(CommandError, match=rf"--processes {processes}: {cells} cells in one process need "
+                                           rf"{cells + 64} open files; a process may open \d+: "
+                                           r"use --processes \d+ or more"):
+        gameoflife(size=1024, processes=processes)
 
 
 def test_no_server():

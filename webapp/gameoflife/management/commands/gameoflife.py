@@ -1,6 +1,7 @@
 """``manage.py gameoflife``: size × size cell clients, each its own WebSocket, against a running site."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -8,8 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deploy.running import default_ws_url
 from webapp.gameoflife.protocol import MAX_SIZE
-from workers.gameoflife import GAME_PATH, GameError, play_game
+from workers.gameoflife import CELLS_PER_PROCESS, GAME_PATH, Game, GameError, SpreadGame, new_game
 from workers.patterns import PatternError, load_placed, random_grid, shipped_patterns, to_plaintext
+
+INTERRUPTED = 130  # the exit status of a program stopped by Ctrl-C (128 + SIGINT)
 
 
 class Command(BaseCommand):
@@ -32,6 +35,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="seed of the random start, for a reproducible run")
         parser.add_argument("--output", metavar="FILE",
                             help="write the final grid there in plaintext (O alive, . dead); needs --steps")
+        parser.add_argument("--processes", type=int, metavar="N",
+                            help=f"cell processes, each running its share of the cells (default: one per "
+                                 f"{CELLS_PER_PROCESS:,} cells; 1: all in this process)")
         parser.add_argument("--url",
                             help=f"the site, ws://host:port ({GAME_PATH} is added), or the Game of Life endpoint's "
                                  "URL (default: the site `make run` serves, else port $PORT or 8000 on 127.0.0.1)")
@@ -60,13 +66,16 @@ class Command(BaseCommand):
         if url is None:
             url, source = default_ws_url()
             self._log(f"Site: {url}, {source}")
+        game: Game | SpreadGame | None = None
         try:
-            final = play_game(url, grid, options["wrap"], steps, speed or None, log=self._log)
+            game = new_game(url, grid, options["wrap"], steps, speed or None, self._log, options["processes"])
+            final = asyncio.run(game.play())
         except GameError as exc:
             raise CommandError(str(exc)) from exc
         except KeyboardInterrupt:
-            self.stdout.write("Stopped; the cells are disconnected.")
-            return
+            if game is not None and game.progress.run:
+                self.stdout.write(game.progress.summary())
+            raise CommandError("Stopped: the cells are disconnected.", returncode=INTERRUPTED) from None
         if output is not None:
             try:
                 Path(output).write_text(to_plaintext(final), encoding="utf-8")
