@@ -1,7 +1,12 @@
 """``python -m bench.gameoflife`` (also ``python -m bench gameoflife``): the distributed Game of Life
 unthrottled on 32×32, 64×64 and 128×128 grids (1,024 to 16,384 sockets, one per cell) through
 nginx and uWSGI: generations per second, the WebSocket server's memory, and the CPU each part of
-the system spends per cell and generation.
+the system spends per cell and generation (a cell update: one frame in, one frame of its
+neighbours' states out), per frame delivered to a cell and per state relayed.
+
+The cells run in several processes (``--processes``; by default two, or one per
+workers.gameoflife.CELLS_PER_PROCESS cells if more), so that no single client process is the
+limit: the busiest one's share of a core is printed with the figures.
 
     python -m bench.gameoflife                              # a fresh stack per size (deploy.stack)
     python -m bench.gameoflife --sizes 32 --seconds 10      # a quick look
@@ -19,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workers.gameoflife import Game, GameError
+from workers.gameoflife import GameError, check_processes, default_processes, new_game
 from workers.patterns import random_grid
 
 from .machine import busy_percent, describe
@@ -44,16 +49,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
 class Parts:
-    """The processes of a stack started here, by part: the cells' process is this one."""
+    """The processes of a stack started here, by part, and those of the cells (this one and
+    the cell processes)."""
 
     def __init__(self, target: Ws4RedisStack | None) -> None:
         self.target = target
+        self.cell_pids: list[int] = [os.getpid()]
 
     def pids(self) -> dict[str, list[int]]:
         if self.target is None or self.target.stack is None:
@@ -66,8 +68,12 @@ class Parts:
         }
 
     def cpu(self) -> dict[str, float]:
+        """Returns the CPU seconds used so far by each part, and by each cells' process (as
+        "cells <pid>")."""
         seconds = {part: cpu_seconds(pids) for part, pids in self.pids().items()}
-        seconds["cells"] = own_cpu_seconds()
+        for pid in self.cell_pids:
+            seconds[f"cells {pid}"] = cpu_seconds([pid])
+        seconds["cells"] = sum(seconds[f"cells {pid}"] for pid in self.cell_pids)
         return seconds
 
     def uwsgi_memory(self) -> Memory | None:
@@ -76,10 +82,11 @@ class Parts:
         return memory_of(pids) if pids else None
 
 
-async def measure(url: str, size: int, seconds: float, parts: Parts, seed: int) -> dict[str, Any]:
-    """Runs size × size cells unthrottled for ``seconds`` once started; returns the figures."""
-    game = Game(url, random_grid(size, seed), wrap=True, steps=None, speed=None,
-                log=lambda line: print(f"    {line}", flush=True))
+async def measure(url: str, size: int, seconds: float, parts: Parts, seed: int, processes: int) -> dict[str, Any]:
+    """Runs size × size cells unthrottled on ``processes`` processes for ``seconds`` once
+    started; returns the figures."""
+    game = new_game(url, random_grid(size, seed), wrap=True, steps=None, speed=None,
+                    log=lambda line: print(f"    {line}", flush=True), processes=processes)
     idle = parts.uwsgi_memory()
     play = asyncio.create_task(game.play())
     progress = game.progress
@@ -92,11 +99,16 @@ async def measure(url: str, size: int, seconds: float, parts: Parts, seed: int) 
             if time.monotonic() > deadline:
                 raise GameError(f"the run did not start within {START_TIMEOUT:.0f}s")
             await asyncio.sleep(0.05)
-        first, cpu_before = len(progress.completed) - 1, parts.cpu()
+        parts.cell_pids = game.pids()
+        first, cpu_before, frames_before, states_before = (
+            len(progress.completed) - 1, parts.cpu(), progress.frames, progress.states)
+        clock_before = time.monotonic()
         await asyncio.wait({play}, timeout=seconds)
         if play.done():
             play.result()
-        last, cpu_after = len(progress.completed) - 1, parts.cpu()
+        last, cpu_after, frames, states = (
+            len(progress.completed) - 1, parts.cpu(), progress.frames - frames_before, progress.states - states_before)
+        wall = time.monotonic() - clock_before
         loaded = parts.uwsgi_memory()
     finally:
         play.cancel()
@@ -104,9 +116,13 @@ async def measure(url: str, size: int, seconds: float, parts: Parts, seed: int) 
     generations = last - first
     elapsed = progress.completed[last] - progress.completed[first]
     cell_generations = size * size * max(1, generations)
+    used = {part: cpu_after[part] - cpu_before[part] for part in cpu_after}
+    server = used.get("uwsgi", 0.0) + used.get("nginx", 0.0)
+    total = sum(used[part] for part in ("uwsgi", "nginx", "redis", "cells") if part in used)
     result: dict[str, Any] = {
         "size": size,
         "sockets": size * size,
+        "cell_processes": len(parts.cell_pids) - (len(parts.cell_pids) > 1),  # the leader has none
         "generations": generations,
         "seconds": round(elapsed, 2),
         "generations_per_s": round(generations / elapsed, 2) if elapsed > 0 else 0.0,
@@ -114,8 +130,21 @@ async def measure(url: str, size: int, seconds: float, parts: Parts, seed: int) 
         "connect_s": round(progress.connected_at - progress.began_at, 2),
         "start_s": round(progress.completed[0] - progress.began_at, 2),
         "cpu_us_per_cell_generation": {
-            part: round(1e6 * (cpu_after[part] - cpu_before[part]) / cell_generations, 1) for part in cpu_after},
+            part: round(1e6 * used[part] / cell_generations, 1) for part in ("uwsgi", "nginx", "redis", "cells")
+            if part in used},
+        "frames_delivered": frames,
+        "states_relayed": states,
+        "frames_per_cell_generation": round(frames / cell_generations, 2),
+        "cells_busiest_core_percent": round(100 * max(
+            used[f"cells {pid}"] for pid in parts.cell_pids) / wall, 1) if wall > 0 else 0.0,
+        "cells_cpu_share_percent": round(100 * used["cells"] / total, 1) if total > 0 else 0.0,
     }
+    if server and frames and states:
+        # The WebSocket server's CPU (uWSGI's WebSocket workers and nginx) per update, per frame a
+        # cell received and per neighbour's state relayed to a cell.
+        result["server_cpu_us_per_update"] = round(1e6 * server / cell_generations, 1)
+        result["server_cpu_us_per_frame"] = round(1e6 * server / frames, 1)
+        result["server_cpu_us_per_state"] = round(1e6 * server / states, 2)
     if idle is not None and loaded is not None:
         # PSS counts the pages the workers share with their master once: the memory they cost.
         result["uwsgi_rss_mib"] = round(loaded.rss_kib / 1024, 1)
@@ -134,7 +163,8 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     try:
         url = args.url or target.base_url  # type: ignore[union-attr]
         load, before = busy_percent(1.0), os.getloadavg()[0]
-        result = asyncio.run(measure(url, size, args.seconds, Parts(target), args.seed))
+        processes = args.processes or max(2, default_processes(size * size))
+        result = asyncio.run(measure(url, size, args.seconds, Parts(target), args.seed, processes))
         result["machine_busy_percent_before"] = round(load, 1)
         # The machine may be shared: other work takes cores from the run (and inflates its CPU).
         result["loadavg_1min"] = [round(before, 1), round(os.getloadavg()[0], 1)]
@@ -149,19 +179,25 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
 def table(results: list[dict[str, Any]]) -> list[str]:
     """Returns the results as a Markdown table."""
     lines = ["| grid | sockets | generations/s | cell updates/s | uWSGI RSS / PSS MiB | uWSGI PSS KiB/socket "
-             "| CPU µs per cell and generation: uWSGI / nginx / Redis / cells | load average (1 min) before / after |",
-             "|---|---:|---:|---:|---:|---:|---|---|"]
+             "| CPU µs per cell and generation: uWSGI / nginx / Redis / cells "
+             "| server (uWSGI + nginx) CPU µs per update / per frame delivered / per state relayed "
+             "| cell processes: count, busiest % of a core, cells' share of the CPU "
+             "| load average (1 min) before / after |",
+             "|---|---:|---:|---:|---:|---:|---|---|---|---|"]
     for row in results:
         grid = f"{row['size']}×{row['size']}"
         if "error" in row:
-            lines.append(f"| {grid} | {row['sockets']:,} | failed: {row['error']} | | | | | |")
+            lines.append(f"| {grid} | {row['sockets']:,} | failed: {row['error']} | | | | | | | |")
             continue
         cpu = row["cpu_us_per_cell_generation"]
+        server = " / ".join(str(row.get(f"server_cpu_us_per_{unit}", "–")) for unit in ("update", "frame", "state"))
         lines.append(
             f"| {grid} | {row['sockets']:,} | {row['generations_per_s']:.1f} | {row['cell_updates_per_s']:,} "
             f"| {row.get('uwsgi_rss_mib', '–')} / {row.get('uwsgi_pss_mib', '–')} "
             f"| {row.get('uwsgi_pss_kib_per_socket', '–')} "
             f"| {' / '.join(str(cpu.get(part, '–')) for part in ('uwsgi', 'nginx', 'redis', 'cells'))} "
+            f"| {server} "
+            f"| {row['cell_processes']}, {row['cells_busiest_core_percent']} %, {row['cells_cpu_share_percent']} % "
             f"| {' / '.join(str(load) for load in row.get('loadavg_1min', ()))} |")
     return lines
 
@@ -200,6 +236,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="how long each size runs once started (default 20)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the random grids (default 1)")
     parser.add_argument("--url", help="a running site (ws://host:port) instead of a stack of its own")
+    parser.add_argument("--processes", type=int,
+                        help="cell processes (default: 2, or one per CELLS_PER_PROCESS cells if more; "
+                             "1: the cells run in this process)")
     parser.add_argument("--ws-workers", type=int, default=4,
                         help="WebSocket worker processes of the stack started here (default 4, as deployed)")
     args = parser.parse_args(argv)
@@ -213,6 +252,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--seconds: from 1 to 600")
     if not 1 <= args.ws_workers <= 16:
         parser.error("--ws-workers: from 1 to 16")
+    if args.processes is not None:
+        for size in args.sizes:
+            try:
+                check_processes(args.processes, size * size)
+            except GameError as exc:
+                parser.error(f"{exc} (grid {size}×{size})")
     return args
 
 
