@@ -32,7 +32,10 @@ MAX_SLOTS_PER_WORKER = 19_000
 MIN_SLOTS_PER_WORKER = 1_000
 LISTEN_BACKLOG = 4096  # as uWSGI's listen in deploy/uwsgi.ini (and net.core.somaxconn here)
 WORKERS_READY_TIMEOUT = 120.0  # seconds the WebSocket workers may take to load and reach Redis
-LAYER_TIMEOUT = 30.0  # seconds a channel layer call (a group_send to every socket) may take
+# Seconds a channel layer call (a group_send to every socket) may take: at least this, and one
+# per LAYER_SOCKETS_PER_SECOND sockets.
+LAYER_TIMEOUT = 30.0
+LAYER_SOCKETS_PER_SECOND = 2_000
 
 
 class Target(Protocol):
@@ -214,6 +217,7 @@ class ChannelsPeer:
 
     def __init__(self, sockets: int, processes: int = 4, layer: str = "core", nginx_workers: int = 4) -> None:
         self.name = "channels" if layer == "core" else f"channels-{layer}"
+        self.sockets = sockets
         self.processes, self.layer, self.nginx_workers = processes, layer, nginx_workers
         self.redis_server: RedisServer | None = None
         self.stack: DaphneStack | None = None
@@ -244,9 +248,10 @@ class ChannelsPeer:
         self._run(self.channel_layer.group_send("warm-up", {"type": "bench.message", "text": ""}))
 
     def _run(self, step: Any) -> None:
-        """Runs one channel layer call to its end, or raises TimeoutError after LAYER_TIMEOUT s."""
+        """Runs one channel layer call to its end, or raises TimeoutError once it took too long."""
         assert self.loop is not None
-        self.loop.run_until_complete(asyncio.wait_for(step, LAYER_TIMEOUT))
+        timeout = max(LAYER_TIMEOUT, self.sockets / LAYER_SOCKETS_PER_SECOND)
+        self.loop.run_until_complete(asyncio.wait_for(step, timeout))
 
     def publish(self, text: str) -> None:
         assert self.channel_layer is not None

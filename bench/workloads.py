@@ -42,6 +42,8 @@ WARM_UP_ROUNDS = 3
 STARTS = 3
 # Times the N sockets are opened afresh when a broadcast does not reach every one of them.
 RELAY_CHECKS = 3
+# A broadcast's wait is given at least one second per this many sockets (100 s at 200,000).
+SOCKETS_PER_SECOND_OF_WAIT = 2_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any
     def note(line: str) -> None:
         log(f"[{target.name} N={sockets}] {line}")
 
+    plan = replace(plan, delivery_timeout=max(plan.delivery_timeout, sockets / SOCKETS_PER_SECOND_OF_WAIT))
     before = kernel_memory_kib()
     for start in range(1, STARTS + 1):
         note("starting" + (f" (attempt {start})" if start > 1 else ""))
