@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import parse_args
+from bench.fleet import SOCKETS_PER_PROCESS, processes_for
 from bench.machine import CLOCK_TICKS, PAGE_KIB, cpu_seconds_between, cpu_ticks, tcp_memory_kib
 from bench.memory import machine_kib_per_socket, memory_shortfall
 from bench.report import ratios, table
@@ -201,3 +202,8 @@ def test_ratios_compare_cpu_per_delivery_where_both_held_n() -> None:
     peer["broadcasts"] = [dict(b, cpu_us_per_delivery={"server+nginx": 95.0}) for b in peer["broadcasts"]]
     (line,) = ratios([_row("ws4redis", 10_000, 10_000), peer, _row("channels", 30_000, 20_000)])
     assert line.startswith("- N=10,000: ws4redis vs channels:") and line.endswith("CPU per delivery ×9.5")
+
+
+def test_load_processes_hold_at_most_18000_sockets_each() -> None:
+    assert processes_for(50) == 1 and processes_for(18_000) == 1 and processes_for(18_001) == 2
+    assert processes_for(200_000) == 12 and 200_000 / 12 <= SOCKETS_PER_PROCESS == 18_000
