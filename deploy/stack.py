@@ -1,11 +1,13 @@
 """Runs the whole stack from the deployment files: Redis (when none answers at REDIS_URL),
 uWSGI from deploy/uwsgi.ini (Django + WebSocket instances) and nginx from deploy/nginx.conf.
 
-    python -m deploy.stack run [--port 8000]     # what `make run` does; Ctrl-C stops everything
+    python -m deploy.stack run [--port 8000] [--max-sockets N]   # what `make run` does;
+                                                                 # Ctrl-C stops everything
 
 It refuses to start when the port is taken or the run directory (run/) belongs to a stack still
 running (deploy/running.py), and records the site it serves in run/stack.json for the demo
-commands.
+commands. Its workers and file limits hold ``--max-sockets`` open WebSockets (default:
+WS_MAX_SOCKETS, else 200,000; deploy/sizing.py); WS_WORKERS / WS_GEVENT in the environment win.
 
 The tests and the benchmarks use :class:`Stack` and :class:`RedisServer` the same way.
 Every process started here is stopped by its PID.
@@ -31,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from deploy import running
+from deploy.sizing import Sizing, plan
 from ws4redis_server.testing.redis_server import RedisServer as LibraryRedisServer
 from ws4redis_server.testing.redis_server import free_port as free_port
 
@@ -38,6 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 PAGES = ["/", "/echo/", "/gameoflife/", "/chat/", "/pubsub/", "/admin/"]
+# The peak `make run` is sized for unless WS_MAX_SOCKETS says otherwise; a Stack started by a test
+# or a benchmark is sized for STACK_SOCKETS unless it asks for more (max_sockets=).
+RUN_SOCKETS = 200_000
+STACK_SOCKETS = 4_000
+# uWSGI settings the environment may set by hand, overriding what the sizing derives.
+SIZING_OVERRIDES = ("WS_WORKERS", "WS_GEVENT")
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
@@ -128,12 +137,25 @@ class RedisServer(LibraryRedisServer):
             _stopped_dirs.add(self.workdir)
 
 
+def upstream_servers(sockets: list[Path], options: str = "") -> str:
+    """nginx.conf's ``${WS_SERVERS}``: one ``server`` line per WebSocket worker's socket."""
+    return "\n        ".join(f"server unix:{path}{options};" for path in sockets)
+
+
 class Stack:
-    """uWSGI (both instances) and nginx on 127.0.0.1:``port``, talking to Redis at ``redis_url``."""
+    """uWSGI (both instances) and nginx on 127.0.0.1:``port``, talking to Redis at ``redis_url``,
+    sized for ``max_sockets`` open WebSockets under a per-process limit of ``nofile`` files
+    (default: the hard RLIMIT_NOFILE, see deploy/sizing.py). ``env``'s WS_WORKERS / WS_GEVENT and
+    ``nginx_workers`` override the derived counts."""
+
+    # nginx leaves a refused server out for a while (max_fails); the workers of one instance stop
+    # and start together, so that would only delay the handshakes after a restart.
+    upstream_options = " max_fails=0"
 
     def __init__(self, port: int, redis_url: str, run_dir: Path | None = None,
                  static_root: Path | None = None, env: dict[str, str] | None = None,
-                 nginx_workers: int = 4) -> None:
+                 nginx_workers: int | None = None, max_sockets: int = STACK_SOCKETS,
+                 nofile: int | None = None) -> None:
         self.port = port
         self.redis_url = redis_url
         self.own_run_dir = run_dir is None
@@ -141,10 +163,31 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o755)
         self.static_root = static_root or Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles"))
-        self.extra_env = env or {}
-        self.nginx_workers = nginx_workers
+        self.sizing = plan(max_sockets, nofile)
+        # The effective WS_WORKERS / WS_GEVENT are in extra_env, derived or given.
+        self.extra_env = {**self.instance_sizing().env(), **(env or {})}
+        self.nginx_workers = nginx_workers or self.sizing.nginx_workers
         self.uwsgi: subprocess.Popen | None = None
         self.nginx: subprocess.Popen | None = None
+
+    def instance_sizing(self) -> Sizing:
+        """The sizing of one WebSocket instance (all of the peak here)."""
+        return self.sizing
+
+    @property
+    def ws_workers(self) -> int:
+        """WebSocket workers per instance."""
+        return int(self.extra_env["WS_WORKERS"])
+
+    def ws_sockets(self) -> list[Path]:
+        """The WebSocket workers' sockets (ws-<w>.sock), nginx's upstream."""
+        return [self.run_dir / f"ws-{worker}.sock" for worker in range(1, self.ws_workers + 1)]
+
+    def banner(self) -> str:
+        """What the stack is sized for, and by what."""
+        derived = self.instance_sizing().env()
+        given = [f"{name}={self.extra_env[name]}" for name in SIZING_OVERRIDES if self.extra_env[name] != derived[name]]
+        return self.sizing.summary() + (f" ({', '.join(given)} set by hand)" if given else "")
 
     @property
     def http_url(self) -> str:
@@ -171,8 +214,10 @@ class Stack:
         """Writes deploy/nginx.conf with this stack's paths and port into the run directory; the
         template's note on its placeholders gives way to a line naming the template."""
         text = _without_placeholder_note((DEPLOY / "nginx.conf").read_text())
-        for name, value in {"RUN_DIR": self.run_dir, "DEPLOY_DIR": DEPLOY, "PORT": self.port,
-                            "STATIC_ROOT": self.static_root, "NGINX_WORKERS": self.nginx_workers}.items():
+        values = {"RUN_DIR": self.run_dir, "DEPLOY_DIR": DEPLOY, "PORT": self.port, "STATIC_ROOT": self.static_root,
+                  **self.sizing.nginx(), "NGINX_WORKERS": self.nginx_workers,
+                  "WS_SERVERS": upstream_servers(self.ws_sockets(), self.upstream_options)}
+        for name, value in values.items():
             text = text.replace(f"${{{name}}}", str(value))
         path = self.run_dir / "nginx.conf"
         path.write_text(f"# Rendered by deploy/stack.py from {DEPLOY / 'nginx.conf'}: edit that file, not this one.\n"
@@ -190,9 +235,9 @@ class Stack:
         with open(log, "ab") as out:
             self.uwsgi = subprocess.Popen([str(BIN / "uwsgi"), "--ini", str(DEPLOY / "uwsgi.ini")],
                                           cwd=ROOT, env=self.environ(), stdout=out, stderr=subprocess.STDOUT)
-        for name in ("django.sock", "ws.sock"):
-            path = str(self.run_dir / name)
-            wait_for(lambda path=path: self.uwsgi.poll() is None and can_connect(path), 60, f"uWSGI {name}", log)
+        for path in [self.run_dir / "django.sock", *self.ws_sockets()]:
+            wait_for(lambda path=path: self.uwsgi.poll() is None and can_connect(str(path)), 60,
+                     f"uWSGI {path.name}", log)
 
     def start_nginx(self) -> None:
         conf = self.render_nginx()
@@ -310,9 +355,11 @@ def _page_answers(url: str) -> bool:
         return False
 
 
-def run(port: int, run_dir: Path = ROOT / "run", redis: str = "single", nodes: int = 1) -> int:
+def run(port: int, run_dir: Path = ROOT / "run", redis: str = "single", nodes: int = 1,
+        max_sockets: int = RUN_SOCKETS) -> int:
     """Sets up and serves the site until Ctrl-C or SIGTERM, then stops what it started. Prints
     one line per step; returns the exit status (1: refused, a step failed or a server died).
+    Workers and file limits hold ``max_sockets`` WebSockets (deploy/sizing.py).
     ``redis="cluster"`` starts a local Redis Cluster (3 primaries + 3 replicas, deploy/redis_ha.py)
     instead of using REDIS_URL; ``nodes`` > 1 runs that many WebSocket nodes (deploy/nodes.py)."""
     from deploy.nodes import NodesStack
@@ -327,8 +374,15 @@ def run(port: int, run_dir: Path = ROOT / "run", redis: str = "single", nodes: i
     redis_url = own_cluster.url if own_cluster else os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     static_root = Path(os.environ.get("STATIC_ROOT", ROOT / "staticfiles"))
     env = dict(os.environ, REDIS_URL=redis_url, STATIC_ROOT=str(static_root))
-    stack = (NodesStack(port, redis_url, nodes, run_dir=run_dir, static_root=static_root) if nodes > 1
-             else Stack(port, redis_url, run_dir=run_dir, static_root=static_root))
+    overrides = {name: os.environ[name] for name in SIZING_OVERRIDES if name in os.environ}
+    try:
+        stack = (NodesStack(port, redis_url, nodes, run_dir=run_dir, static_root=static_root, env=overrides,
+                            max_sockets=max_sockets) if nodes > 1
+                 else Stack(port, redis_url, run_dir=run_dir, static_root=static_root, env=overrides,
+                            max_sockets=max_sockets))
+    except ValueError as exc:
+        print(f"Cannot size the site for {max_sockets:,} WebSockets: {exc}", file=sys.stderr)
+        return 1
     own_redis: RedisServer | None = None
     steps = Steps(5)
     # SIGTERM stops it as Ctrl-C does, whichever step it is in.
@@ -360,7 +414,8 @@ def run(port: int, run_dir: Path = ROOT / "run", redis: str = "single", nodes: i
             stack.start_nginx()
             wait_for(lambda: _page_answers(f"{stack.http_url}/"), 60, "The home page", run_dir / "uwsgi.log")
         running.record_site(run_dir, port)
-        print(f"\nServing on {stack.http_url}/  (logs in {running.relative(run_dir)}/; Ctrl-C stops everything)\n")
+        print(f"\nServing on {stack.http_url}/  (logs in {running.relative(run_dir)}/; Ctrl-C stops everything)")
+        print(f"Capacity: {stack.banner()} (WS_MAX_SOCKETS=<peak> make run for another)\n")
         for page in PAGES:
             print(f"  {stack.http_url}{page}")
         print(f"  WebSockets: {stack.ws_url}/ws/<facility>?subscribe-broadcast  and  {stack.ws_url}/ws/echo/")
@@ -407,9 +462,18 @@ def main() -> None:
     run_parser.add_argument("--redis", choices=("single", "cluster"), default="single",
                             help="cluster: start a local Redis Cluster (3 primaries + 3 replicas) instead of REDIS_URL")
     run_parser.add_argument("--nodes", type=int, default=1, help="WebSocket nodes behind nginx (default 1)")
+    run_parser.add_argument("--max-sockets", type=int, default=None,
+                            help="the peak of open WebSockets to size for "
+                                 f"(default: WS_MAX_SOCKETS, else {RUN_SOCKETS:,})")
     args = parser.parse_args()
     if args.command == "run":
-        sys.exit(run(args.port, args.run_dir.resolve(), args.redis, args.nodes))
+        max_sockets = args.max_sockets
+        if max_sockets is None:
+            try:
+                max_sockets = int(os.environ.get("WS_MAX_SOCKETS", RUN_SOCKETS))
+            except ValueError:
+                parser.error(f"WS_MAX_SOCKETS must be a whole number, not {os.environ['WS_MAX_SOCKETS']!r}")
+        sys.exit(run(args.port, args.run_dir.resolve(), args.redis, args.nodes, max_sockets))
 
 
 if __name__ == "__main__":
