@@ -16,15 +16,17 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: run cluster test test-cluster test-library bench bench-check matrix dist system-deps venv check style types coverage clean
 
-## run: set everything up, then serve the site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops it);
-## REDIS=cluster serves it on a local Redis Cluster and 3 WebSocket nodes, as `make cluster`
+## run: set everything up, then serve the site on http://127.0.0.1:$(PORT)/ (Ctrl-C stops it),
+## sized for WS_MAX_SOCKETS open WebSockets (default 200,000; deploy/sizing.py derives the workers
+## and file limits); REDIS=cluster serves it on a local Redis Cluster and 3 WebSocket nodes, as
+## `make cluster`
 run: $(VENV)/.site
-	@$(PY) -m deploy.stack run --port $(PORT) $(if $(filter cluster,$(REDIS)),--redis cluster --nodes 3)
+	@$(PY) -m deploy.stack run --port $(PORT) $(if $(WS_MAX_SOCKETS),--max-sockets $(WS_MAX_SOCKETS)) $(if $(filter cluster,$(REDIS)),--redis cluster --nodes 3)
 
 ## cluster: the site on a local Redis Cluster (3 primaries + 3 replicas) and 3 WebSocket nodes
-## behind nginx, Django on its own (Ctrl-C stops everything)
+## behind nginx, Django on its own, WS_MAX_SOCKETS shared by the nodes (Ctrl-C stops everything)
 cluster: $(VENV)/.site
-	@$(PY) -m deploy.stack run --port $(PORT) --redis cluster --nodes 3
+	@$(PY) -m deploy.stack run --port $(PORT) $(if $(WS_MAX_SOCKETS),--max-sockets $(WS_MAX_SOCKETS)) --redis cluster --nodes 3
 
 ## test: the library's own tests (tests/library, LIBRARY_PYTEST_ARGS), then the site's suite
 ## against real Redis, uWSGI, nginx, Chromium (PYTEST_ARGS), then the Redis Cluster, Sentinel and
