@@ -214,12 +214,14 @@ def _broadcast(target: Target, fleet: Fleet, tags: list[str], plan: Plan, socket
     with the CPU the ``cpu`` parts' processes used meanwhile."""
     cpu = cpu or {}
     cpu_before = {part: cpu_sample(pids) for part, pids in cpu.items()}
+    window_started = time.monotonic()
     stamps = []
     for tag in tags:
         stamps.append(time.monotonic())
         target.publish(broadcast_text(tag, stamps[-1]))
     latencies = fleet.expect(tags, plan.delivery_timeout)
     cpu_seconds = _cpu_since(cpu_before, cpu)
+    window = time.monotonic() - window_started
     delivered = sum(len(values) for values in latencies.values())
     ends = [stamp + max(latencies[tag]) for tag, stamp in zip(tags, stamps, strict=True) if latencies[tag]]
     last = (max(ends) - stamps[0]) if ends else None
@@ -231,7 +233,9 @@ def _broadcast(target: Target, fleet: Fleet, tags: list[str], plan: Plan, socket
         "last_ms": round(last * 1000, 2) if last is not None else None,
         "deliveries_per_s": round(delivered / last) if last else None,
         "latency_ms": _rounded(latency_summary(list(every))),
+        # The CPU counted over window_s seconds; hold_cpu_pct says what idling alone costs meanwhile.
         "cpu_s": {part: round(seconds, 3) for part, seconds in cpu_seconds.items()},
+        "window_s": round(window, 3),
         "cpu_us_per_delivery": cpu_per_delivery(cpu_seconds, delivered),
     }
 
