@@ -1,22 +1,30 @@
-"""The gevent loop of one socket: moves bytes between its transport and its protocol core, and
-does what the core cannot do without I/O (Redis, the hub, timers, the application's greenlets).
+"""One socket, served from the gevent loop's callbacks: moves bytes between its transport and its
+protocol core, and does what the core cannot do without I/O (Redis, the hub, timers, the
+application's greenlets).
 
-It runs in the request's greenlet (uWSGI requires its ``websocket_*`` calls there) and sleeps on
-one Event, set by the transport's readability watcher, by the hub's deliveries, by sends from
-any greenlet and by a repeating timer of ``WS4REDIS_WAKE_INTERVAL`` (the core's keepalive tick).
-Each wake-up reads what is there, hands whole messages to the application, then writes what is
-queued. The rules themselves (frames, close codes, the outbox bound, replays) are in
-``protocol.py`` and ``delivery.py``.
+The handshake runs in the request's greenlet (uWSGI requires its ``websocket_*`` calls there).
+Once the socket is open, no greenlet is kept for it: the transport detaches from the request (under
+uWSGI the request ends, freeing its async core, its buffers and the WSGI environ; the socket's
+descriptor stays ours), and the socket is served by callbacks that never block: its readability
+watcher, the hub's deliveries and sends from any greenlet (one step per socket per pass of the
+loop, so a burst is one write), and one keepalive timer for the whole process
+(``WS4REDIS_WAKE_INTERVAL``: the core's tick). A step reads what is there, writes what is queued
+as far as the socket takes it (a write watcher waits for room), and hands whole inbound messages
+to the application in a short-lived greenlet, since that may block (publishing to Redis, a
+handler's queue). An idle socket costs its Python objects and one watcher. The rules themselves
+(frames, close codes, the outbox bound, replays) are in ``protocol.py`` and ``delivery.py``.
 
-Closing: when the peer closes or breaks a rule, the application first handles every message that
-came before (a handler gets them from ``recv()`` and may still answer); then the close frame goes
-out after everything queued; then, unless the peer's close frame came first, the loop reads (and
-drops) until it comes or ``CLOSE_TIMEOUT`` passes; then TCP is closed, with nothing left unread.
+Closing runs in a greenlet of its own: when the peer closes or breaks a rule, the application
+first handles every message that came before (a handler gets them from ``recv()`` and may still
+answer); then the close frame goes out after everything queued; then, unless the peer's close
+frame came first, it reads (and drops) until it comes or ``CLOSE_TIMEOUT`` passes; then TCP is
+closed, with nothing left unread.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, cast
 from typing import Protocol as Interface
 
@@ -65,8 +73,13 @@ class Application(Interface):
 
 
 class Connection:
-    """One socket. ``deliver``, ``send`` and ``close`` may be called from any greenlet; ``run``
-    owns the I/O."""
+    """One socket. ``deliver``, ``send`` and ``close`` may be called from any greenlet (the hub's
+    included); ``run`` does the handshake, then the socket is served from the loop's callbacks."""
+
+    __slots__ = ("_blocked_since", "_dispatcher", "_done", "_finisher", "_fresh", "_inclusive", "_order_timer",
+                 "_overflowed", "_resyncing", "_scheduled", "_serving", "_stopped", "_unsent", "_writable", "app",
+                 "channels", "delivery", "extensions", "finished", "hub", "initial_channels", "on_finished", "open",
+                 "protocol", "readable", "settings", "transport")  # one per socket: no __dict__
 
     def __init__(self, transport: Transport, hub: Hub, settings: Settings, app: Application,
                  subscribe: list[str] = (), echo: bool = True,  # type: ignore[assignment]
@@ -99,9 +112,18 @@ class Connection:
         self._inclusive: set[str] = set()  # channels whose first replay includes its start id
         self.finished = False
         self.open = False
-        self.wakeup = Event()
+        # Called once the socket is over (the server's bookkeeping).
+        self.on_finished: Callable[[Connection], None] | None = None
         self.readable = False
-        self.ticked = False
+        self._serving = False  # the handshake is done and the callbacks serve the socket
+        self._fresh = True  # not ticked yet: its first tick is a whole wake interval after it opened
+        self._scheduled = False  # a step is due (queued in _due)
+        self._unsent = b""  # the rest of a frame the socket had no room for
+        self._writable: Any = None  # the write watcher, while _unsent waits for room
+        self._blocked_since = 0.0
+        self._dispatcher: gevent.Greenlet | None = None  # hands inbound messages to the app
+        self._finisher: gevent.Greenlet | None = None  # the closing handshake
+        self._done: Event | None = None  # made by wait()
         self._stopped = False
         self._overflowed = False
         self._resyncing: gevent.Greenlet | None = None
@@ -120,13 +142,22 @@ class Connection:
     # -- called from anywhere ------------------------------------------------------------------
 
     def deliver(self, channel: str, data: bytes, text: bool, message_id: str | None = None) -> None:
-        """Queues a message from Redis (the hub's Listener interface)."""
+        """Queues a message from Redis (the hub's Listener interface). The socket writes it with
+        whatever else came in the same pass of the loop: one write per socket per burst."""
         delivery = self.delivery
         if not delivery.deliver(data, text, message_id, channel):
             self._overflow()
         if delivery.waiting and self._order_timer is None:
             self._arm_order_timer()
-        self.wakeup.set()
+        self.schedule()
+
+    def schedule(self) -> None:
+        """Asks for a step of this socket (read, hand over, write) in the loop's next pass."""
+        if not self._scheduled:
+            self._scheduled = True
+            _due.append(self)
+            if len(_due) == 1:
+                gevent.get_hub().loop.run_callback(_step_due)
 
     def _arm_order_timer(self) -> None:
         due = self.delivery.due_in(time.time())
@@ -145,19 +176,27 @@ class Connection:
             self._overflow()
         if self.delivery.waiting:
             self._arm_order_timer()
-        self.wakeup.set()
+        self.schedule()
 
     def send(self, message: str | bytes) -> None:
         """Queues ``message`` (str as text, bytes as binary); a no-op once the socket is closing."""
         data, text = (message.encode("utf-8"), True) if isinstance(message, str) else (bytes(message), False)
         if not self.delivery.send(data, text):
             self._overflow()
-        self.wakeup.set()
+        self.schedule()
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Closes the socket with ``code`` after what is queued (if it is not closing already)."""
         self.protocol.close(code, reason)
-        self.wakeup.set()
+        self.schedule()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks the calling greenlet until the socket is over; returns False on timeout."""
+        if self.finished:
+            return True
+        if self._done is None:
+            self._done = Event()
+        return self._done.wait(timeout)
 
     def _overflow(self) -> None:
         """The peer reads slower than messages come: the core dropped its outbox; stop its
@@ -186,10 +225,12 @@ class Connection:
             self.channels.discard(channel)
             self.hub.unsubscribe(channel, self)
 
-    # -- the loop ------------------------------------------------------------------------------
+    # -- the handshake, in the request's greenlet -----------------------------------------------
 
     def run(self) -> None:
-        """Completes the handshake and serves the socket until either side closes it."""
+        """Completes the handshake, then serves the socket from the loop's callbacks: returns
+        once it is open (the request's greenlet and whatever it held are freed; see
+        ``Transport.detach``), or over if the handshake failed. ``wait()`` waits for its end."""
         transport = self.transport
         start = self._start_position()
         for channel in self.initial_channels:
@@ -200,73 +241,67 @@ class Connection:
             self.open = True
             STATS["sockets_open"] += 1
             STATS["sockets_accepted"] += 1
-            transport.watch(self._on_readable)
             if self.delivery.resume_from is None:
                 self._replay_persisted()
             if start is not None:
                 self._catch_up(start)
             self.app.start(self)
-            self._serve()
-            self._close_handshake()
+            transport.detach()
+            transport.watch(self._on_readable)
         except ConnectionClosed:
             self.protocol.receive_eof()
+            self._finish_now()
+            return
         except Exception:
-            logger.exception("WebSocket loop failed")
+            logger.exception("WebSocket handshake failed")
             self.protocol.close(INTERNAL, "internal error")
-            try:
-                self._flush(CLOSE_TIMEOUT)
-            except Exception:  # the close frame is a courtesy here
-                pass
-        finally:
-            if self.open:
-                STATS["sockets_open"] -= 1
-            self.open = False
-            self._stop_app()
-            if self.protocol.ending is None:
-                self.protocol.close(GOING_AWAY)
-            counter = CLOSE_COUNTERS.get(self.close_code or 0)
-            if counter is not None:
-                STATS[counter] += 1
-            if self._order_timer is not None:
-                self._order_timer.close()
-                self._order_timer = None
-            transport.close()
-            self.finished = True
+            self._finish_now()
+            return
+        self._serving = True
+        _keepalive.add(self)
+        self.step()
+
+    # -- serving, from the loop's callbacks (never blocks) ---------------------------------------
 
     def _on_readable(self) -> None:
         self.readable = True
-        self.wakeup.set()
+        self.step()
 
-    def _on_tick(self) -> None:
-        self.ticked = True
-        self.wakeup.set()
-
-    def _serve(self) -> None:
-        """Sleeps on the wakeup Event until the socket is ending. One repeating timer per socket
-        (not a timeout on each wait, which costs a timer start and cancel per wake-up)."""
-        interval = self.settings.wake_interval
-        timer = gevent.get_hub().loop.timer(interval, interval)
-        timer.start(self._on_tick)
-        protocol = self.protocol
+    def step(self) -> None:
+        """Reads what is there, hands whole messages to the application (in a greenlet: it may
+        block), writes what is queued as far as the socket takes it, and starts the closing
+        handshake once the socket is ending."""
+        self._scheduled = False
+        if not self._serving:
+            return
         try:
-            while True:
-                self.wakeup.wait()
-                self.wakeup.clear()
-                if self.ticked:
-                    self.ticked = False
-                    protocol.tick()
-                if self.readable:
-                    self.readable = False
-                    self._read_all()
-                self._dispatch()
-                if self.delivery.waiting and self._order_timer is None:  # e.g. held during a replay
-                    self._arm_order_timer()
-                self._flush(WRITE_TIMEOUT)
-                if protocol.ending is not None or protocol.state is not State.OPEN:
-                    return
-        finally:
-            timer.stop()
-            timer.close()
+            protocol = self.protocol
+            if self.readable:
+                self.readable = False
+                self._read_all()
+            if protocol.messages and (self._dispatcher is None or self._dispatcher.dead):
+                self._dispatcher = gevent.spawn(self._dispatch)
+            if self.delivery.waiting and self._order_timer is None:  # e.g. held during a replay
+                self._arm_order_timer()
+            if protocol.ending is not None or protocol.state is not State.OPEN:
+                self._serving = False
+                self._finisher = gevent.spawn(self._finish)
+                return
+            self._write_some()
+        except Exception:
+            logger.exception("WebSocket loop failed")
+            self._serving = False
+            self.protocol.close(INTERNAL, "internal error")
+            self._finisher = gevent.spawn(self._finish)
+
+    def tick(self, now: float) -> None:
+        """A wake interval has passed (the keepalive's pass over every socket)."""
+        if self._writable is not None and now - self._blocked_since > WRITE_TIMEOUT:
+            self.protocol.receive_eof()  # the peer has not read for WRITE_TIMEOUT: it is gone
+            self._stop_writing()
+        else:
+            self.protocol.tick()
+        self.step()
 
     def _read_all(self) -> None:
         """Feeds the core everything readable now (up to the end of the socket's messages)."""
@@ -280,20 +315,101 @@ class Connection:
                 return
             protocol.receive_data(data)
 
+    def _write_some(self) -> None:
+        """Writes what is queued until the socket has no room; then a write watcher goes on."""
+        if self._writable is not None:
+            return  # waiting for room: the watcher steps again
+        protocol, write = self.protocol, self.transport.write_nowait
+        data = self._unsent
+        while not protocol.lost:
+            if not data:
+                data = protocol.data_to_send()
+                if not data:
+                    break
+            try:
+                written = write(data)
+            except ConnectionClosed:
+                data = b""
+                protocol.receive_eof()
+                self.schedule()  # the step that follows starts the end
+                break
+            if written < len(data):
+                data = data[written:]
+                self._blocked_since = time.monotonic()
+                self._writable = self.transport.watch_writable(self._on_writable)
+                break
+            data = b""
+        self._unsent = data
+
+    def _on_writable(self) -> None:
+        self._stop_writing()
+        self.step()
+
+    def _stop_writing(self) -> None:
+        watcher, self._writable = self._writable, None
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+
     def _dispatch(self) -> None:
         protocol, on_message = self.protocol, self.app.on_message
         while protocol.messages:
             messages, protocol.messages = protocol.messages, []
             for message in messages:
                 on_message(self, message)
+        self.schedule()  # answers the application queued
+
+    # -- the end, in a greenlet of its own --------------------------------------------------------
+
+    def _finish(self) -> None:
+        """The socket is ending: the closing handshake (see the module's docstring), then TCP."""
+        self._stop_writing()
+        try:
+            self._close_handshake()
+        except ConnectionClosed:
+            self.protocol.receive_eof()
+        except Exception:
+            logger.exception("WebSocket closing handshake failed")
+        finally:
+            self._finish_now()
+
+    def _finish_now(self) -> None:
+        self._serving = False
+        _keepalive.discard(self)
+        if self.open:
+            STATS["sockets_open"] -= 1
+        self.open = False
+        for channel in list(self.channels):
+            self.unsubscribe(channel)
+        try:
+            self._stop_app()
+        finally:
+            if self.protocol.ending is None:
+                self.protocol.close(GOING_AWAY)
+            counter = CLOSE_COUNTERS.get(self.close_code or 0)
+            if counter is not None:
+                STATS[counter] += 1
+            if self._order_timer is not None:
+                self._order_timer.close()
+                self._order_timer = None
+            self._stop_writing()
+            self.transport.close()
+            self.finished = True
+            if self._done is not None:
+                self._done.set()
+            if self.on_finished is not None:
+                self.on_finished(self)
 
     def _flush(self, timeout: float) -> None:
         protocol, write = self.protocol, self.transport.write
+        data, self._unsent = self._unsent, b""
         while not protocol.lost:
-            data = protocol.data_to_send()
             if not data:
-                return
+                data = protocol.data_to_send()
+                if not data:
+                    return
             write(data, timeout)
+            data = b""
 
     def _stop_app(self) -> None:
         if not self._stopped:
@@ -306,6 +422,9 @@ class Connection:
         protocol = self.protocol
         for channel in list(self.channels):
             self.unsubscribe(channel)
+        dispatcher = self._dispatcher
+        if dispatcher is not None and not dispatcher.dead:
+            dispatcher.join()  # messages in order: what it holds first
         self._dispatch()
         self._stop_app()  # a handler reads what is left of its messages and may answer
         protocol.close(*(protocol.ending or (NORMAL, "")))
@@ -365,7 +484,7 @@ class Connection:
             delivery.located(position.decode("ascii") if position else None)
         if persist:
             delivery.persisted(cast("list[bytes | None]", replies[0]), cast("list[bytes | None]", replies[1]))
-            self.wakeup.set()
+            self.schedule()
 
     def _start_position(self) -> str | None:
         """Returns the id after which this socket must get every message (None: none); live
@@ -422,5 +541,66 @@ class Connection:
                 logger.debug("a socket missed messages older than the history window")
         if not ok:
             self._overflow()
-        self.wakeup.set()
+        self.schedule()
         return caught_up
+
+
+# -- the process's sockets: steps due, keepalive ----------------------------------------------------
+
+_due: list[Connection] = []  # sockets whose step is due in the loop's next pass
+
+
+def _step_due() -> None:
+    """Steps every socket that asked since the last pass (the hub's deliveries of a burst, sends
+    from greenlets): one write per socket for everything queued meanwhile."""
+    while _due:
+        due = _due[:]
+        del _due[:]
+        for connection in due:
+            connection.step()
+
+
+class _Keepalive:
+    """One repeating timer for every socket of the process: each wake interval, every socket's
+    core is ticked (ping, idle heartbeat, a write blocked too long). The sockets are spread over
+    BUCKETS slices, one ticked per BUCKETS-th of the interval, so no pass holds the loop long."""
+
+    BUCKETS = 16
+
+    def __init__(self) -> None:
+        self.buckets: list[set[Connection]] = [set() for _ in range(self.BUCKETS)]
+        self.turn = 0  # the bucket ticked next
+        self.timer: Any = None
+        self.interval = 0.0
+
+    def add(self, connection: Connection) -> None:
+        """Adds ``connection`` to the bucket ticked next, which skips it once: its first tick
+        comes one to one and a sixteenth wake intervals after it opened, never sooner."""
+        self.buckets[self.turn].add(connection)
+        interval = connection.settings.wake_interval
+        if self.timer is None or interval != self.interval:
+            if self.timer is not None:
+                self.timer.close()
+            self.interval = interval
+            self.timer = gevent.get_hub().loop.timer(interval / self.BUCKETS, interval / self.BUCKETS)
+            self.timer.start(self._tick)
+
+    def discard(self, connection: Connection) -> None:
+        for bucket in self.buckets:
+            bucket.discard(connection)
+
+    def _tick(self) -> None:
+        bucket = self.buckets[self.turn]
+        self.turn = (self.turn + 1) % self.BUCKETS
+        now = time.monotonic()
+        for connection in list(bucket):
+            if connection._fresh:
+                connection._fresh = False
+                continue
+            try:
+                connection.tick(now)
+            except Exception:
+                logger.exception("keepalive of a socket failed")
+
+
+_keepalive = _Keepalive()

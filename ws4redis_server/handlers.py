@@ -139,6 +139,8 @@ class HandlerApp:
 class RelayApp:
     """The pub/sub facility: what the socket sends is published on its ``publish-*`` channels."""
 
+    __slots__ = ("expire", "publish")
+
     def __init__(self, publish: list[str], expire: int) -> None:
         self.publish = publish
         self.expire = expire

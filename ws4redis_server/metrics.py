@@ -37,6 +37,7 @@ STATS: dict[str, int] = {
     "closed_invalid_data": 0,
     "closed_protocol_error": 0,
     "dropped_messages": 0,    # queued for a slow consumer and never sent
+    "refused_full": 0,        # handshakes answered 503: the process was at its file limit
 }
 # What the hub counts (Hub.stats), exported beside STATS.
 HUB_STATS = ("messages_in", "deliveries", "reconnects", "outages")
@@ -53,6 +54,7 @@ HELP = {
     "closed_invalid_data": "sockets closed with 1007 (invalid UTF-8)",
     "closed_protocol_error": "sockets closed with 1002 (protocol error)",
     "dropped_messages": "messages dropped with a slow consumer's outbox",
+    "refused_full": "handshakes refused with 503: the worker held as many sockets as its file limit allows",
     "messages_in": "messages read from Redis pub/sub",
     "deliveries": "messages handed to sockets (one per socket per message)",
     "reconnects": "reconnections to Redis after an outage",

@@ -12,6 +12,7 @@ that arrive while a handshake is under way are remembered for it.
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -27,6 +28,7 @@ from .connection import GOING_AWAY, Connection
 from .handlers import HandlerApp, RelayApp
 from .handshake import HandshakeError, Plan, plan_socket
 from .hub import get_hub
+from .metrics import STATS
 from .transports import Transport
 
 logger = logging.getLogger("ws4redis_server.server")
@@ -37,9 +39,14 @@ SHUTDOWN_REASON = "server restarting or stopping; reconnect"
 SHUTDOWN_GRACE = 6.0
 
 GROUPS_CHANGED_REASON = "group membership changed; reconnect"
+# Files a process keeps for other things than its sockets (Redis, logs, listening sockets,
+# handshakes in flight): a process refuses new sockets with 503 beyond its file limit minus this.
+RESERVED_FILES = 256
+FULL_REASON = "this server process holds as many sockets as its file limit allows; retry"
 
 _open: set[Connection] = set()  # the sockets this process serves now
 _closing: list[str] = []  # the reason, once close_all has started
+_closing_deadline: list[float] = []  # when close_all cuts the sockets left (time.monotonic())
 _group_sockets: dict[str, set[Connection]] = {}  # username -> its open sockets with group flags
 _planning: set[_Handshake] = set()
 
@@ -99,9 +106,19 @@ def error_response(error: HandshakeError, start_response: Callable[..., Any]) ->
     return [body]
 
 
+def capacity() -> int:
+    """How many sockets this process takes: its file limit (RLIMIT_NOFILE) minus RESERVED_FILES."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(1, soft - RESERVED_FILES) if soft != resource.RLIM_INFINITY else 1 << 30
+
+
 def serve(environ: dict[str, Any], start_response: Callable[..., Any],
           make_transport: Callable[[dict[str, Any], Settings], Transport]) -> Iterable[bytes]:
-    """Plans the socket for ``environ`` and serves it over ``make_transport(environ)``."""
+    """Plans the socket for ``environ`` and serves it over ``make_transport(environ)``. A process
+    at its capacity answers 503 with Retry-After (a socket it opened would run out of files)."""
+    if len(_open) >= capacity():
+        STATS["refused_full"] += 1
+        return error_response(HandshakeError(503, FULL_REASON, [("Retry-After", "1")]), start_response)
     settings = get_settings()
     get_hub().controls[GROUPS_CHANGED] = groups_changed
     handshake = _Handshake()
@@ -120,19 +137,27 @@ def serve(environ: dict[str, Any], start_response: Callable[..., Any],
                 connection.close(CloseCode.GROUPS_CHANGED, GROUPS_CHANGED_REASON)
     finally:
         _planning.discard(handshake)
-    _open.add(connection)
-    try:
-        if _closing:  # accepted while the process goes down: the client reconnects elsewhere
-            connection.close(GOING_AWAY, _closing[0])
-        connection.run()
-    finally:
+    def finished(connection: Connection) -> None:
         _open.discard(connection)
         if username is not None:
             sockets = _group_sockets[username]
             sockets.discard(connection)
             if not sockets:
                 del _group_sockets[username]
+
+    connection.on_finished = finished
+    _open.add(connection)
+    if _closing:  # accepted while the process goes down: the client reconnects elsewhere
+        connection.close(GOING_AWAY, _closing[0])
+    connection.run()
+    if not connection.transport.detaches:
+        connection.wait()  # this transport's request must last as long as the socket
     return []
+
+
+def _wait_closed(deadline: float) -> None:
+    while _open and time.monotonic() < deadline:
+        gevent.sleep(0.05)
 
 
 def open_count() -> int:
@@ -145,23 +170,22 @@ def close_all(reason: str = SHUTDOWN_REASON, grace: float = SHUTDOWN_GRACE) -> i
     already queued for it, and waits for their closing handshakes; sockets still open after
     ``grace`` seconds (a client that does not read) are cut. Sockets that arrive meanwhile are
     closed the same way. Returns how many sockets were open. Runs once per process; a second
-    call returns 0 at once. Call it from a greenlet of the process's gevent hub."""
-    if _closing:
+    call (uWSGI's atexit after a signal's) waits for the first's end and returns 0. Call it
+    from a greenlet of the process's gevent hub (the sockets are served by its loop)."""
+    if _closing:  # closing already (a signal, then uwsgi.atexit): wait for the same end
+        _wait_closed(_closing_deadline[0] + 1.0)
         return 0
     _closing.append(reason)
     count = len(_open)
     if count:
         logger.warning("closing %d sockets with 1001 (%s)", count, reason)
+    _closing_deadline.append(time.monotonic() + grace)
     for connection in list(_open):
         connection.close(GOING_AWAY, reason)
-    deadline = time.monotonic() + grace
-    while _open and time.monotonic() < deadline:
-        gevent.sleep(0.05)
+    _wait_closed(_closing_deadline[0])
     if _open:
         logger.warning("cutting %d sockets that did not finish closing within %.0fs", len(_open), grace)
         for connection in list(_open):
             connection.transport.abort()
-        deadline = time.monotonic() + 1.0
-        while _open and time.monotonic() < deadline:
-            gevent.sleep(0.05)
+        _wait_closed(time.monotonic() + 1.0)
     return count

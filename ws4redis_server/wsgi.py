@@ -12,11 +12,13 @@ clients reconnect, instead of cutting TCP. uWSGI's gevent loop tells a worker in
   ``uwsgi.atexit`` while the gevent hub still runs; the sockets are closed there.
 - SIGHUP (graceful reload: ``uwsgi --reload``, touch-reload, the emperor reloading a vassal or,
   with emperor-graceful-shutdown, stopping it): the loop stops accepting and waits for the
-  running requests, up to worker-reload-mercy, then the master kills it. Every socket is a request that
-  never ends, so a SIGHUP handler of our own closes them; the loop then sees no request left.
+  running requests (only handshakes in flight: an open socket is no request, see
+  transports/uwsgi.py), then ends and calls ``uwsgi.atexit``. A SIGHUP handler of our own starts
+  closing the sockets at once; ``uwsgi.atexit`` waits for them (``close_all``) before the worker
+  exits.
 
 uWSGI's own "goodbye cruel world" (max-requests, reload-on-rss and the like) takes the SIGHUP way
-without a signal, so sockets would be cut after worker-reload-mercy: those options stay off here.
+without a signal; those options stay off here.
 """
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
 """Transports: how a socket loop reaches the bytes of one WebSocket connection.
 
 A transport completes the opening handshake (``accept``, answering the negotiated extensions
-if any), reports readability through a
-callback (``watch``), reads what is there without blocking (``read``: bytes, b"" once the peer
-has gone, None when nothing is ready), writes (``write``, blocking only the calling greenlet),
-waits for more (``wait_readable``), closes TCP once the closing handshake is over (``close``)
-or cuts the connection (``abort``). Frames are the protocol core's business
+if any), lets the socket outlive the request that opened it (``detach``; ``detaches`` says
+whether the request may then end), reports readability through a callback (``watch``), reads
+what is there without blocking (``read``: bytes, b"" once the peer has gone, None when nothing is
+ready), writes without blocking (``write_nowait``: how much the socket took, ``watch_writable``
+for a callback once it has room) or blocking only the calling greenlet (``write``), waits for
+more (``wait_readable``), closes TCP once the closing handshake is over (``close``) or cuts the
+connection (``abort``). Frames are the protocol core's business
 (``ws4redis_server.protocol``); a transport moves bytes. Implementations: uWSGI (production)
 and gevent.pywsgi (``manage.py runserver``), both over the connection's file descriptor.
 """
@@ -49,7 +51,15 @@ def first_subprotocol(environ: dict[str, Any]) -> str | None:
 
 
 class Transport(Protocol):
+    detaches: bool
+
     def accept(self, extensions: str | None = None) -> None: ...
+
+    def detach(self) -> None: ...
+
+    def write_nowait(self, data: bytes) -> int: ...
+
+    def watch_writable(self, on_writable: Callable[[], None]) -> Any: ...
 
     def watch(self, on_readable: Callable[[], None]) -> None: ...
 
@@ -85,7 +95,11 @@ def handshake_response(environ: dict[str, Any], extensions: str | None) -> bytes
 
 class FdTransport:
     """The shared part: a non-blocking file descriptor, read and written from the gevent loop.
-    Subclasses set ``fd`` in ``accept``."""
+    Subclasses set ``fd`` in ``accept``. ``detaches``: False here (the request that opened the
+    socket stays until it closes; ``detach`` does nothing)."""
+
+    __slots__ = ("_drained", "_watcher", "fd")
+    detaches = False
 
     def __init__(self) -> None:
         self.fd = -1
@@ -115,6 +129,25 @@ class FdTransport:
         # for anything that arrives later).
         self._drained = 0 < len(data) < READ_SIZE
         return data
+
+    def detach(self) -> None:
+        pass
+
+    def write_nowait(self, data: bytes) -> int:
+        """Writes what the socket takes of ``data`` now; returns how much (0: no room)."""
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise ConnectionClosed(1006, f"write failed: {exc}") from exc
+
+    def watch_writable(self, on_writable: Callable[[], None]) -> Any:
+        """Calls ``on_writable`` (from the loop) once the socket has room; returns the watcher,
+        which the caller stops and closes."""
+        watcher = gevent.get_hub().loop.io(self.fd, 2)
+        watcher.start(on_writable)
+        return watcher
 
     def write(self, data: bytes, timeout: float) -> None:
         view = memoryview(data)

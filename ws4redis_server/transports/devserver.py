@@ -14,6 +14,8 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds the 101 may wait for room in the socket
 
 
 class DevTransport(FdTransport):
+    __slots__ = ("environ", "sock")
+
     def __init__(self, sock: Any, environ: dict[str, Any]) -> None:
         super().__init__()
         self.sock = sock

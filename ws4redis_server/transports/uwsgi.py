@@ -8,7 +8,13 @@ without a first fragment, cannot tell text from binary frames (no 1007 for inval
 drops the connection without a close code on a message over ``websocket-max-size``. Its sender is
 not used either: our frames (pongs, close frames) and its own would share the descriptor, and
 writing them all ourselves keeps them in order. ``uwsgi.websocket_handshake`` is called from the
-request's own greenlet; uWSGI closes the descriptor when the request returns.
+request's own greenlet.
+
+Once the socket is open it is detached from its request: the transport keeps a duplicate of the
+descriptor, and the request returns. uWSGI then closes its own descriptor (the connection stays:
+the duplicate holds it) and frees the request's async core, buffers and environ for the next
+handshake, so an open socket holds no uWSGI core and no greenlet, and ``gevent = N`` (the
+cores) bounds only the handshakes in flight, not the sockets.
 """
 from __future__ import annotations
 
@@ -23,9 +29,13 @@ HANDSHAKE_TIMEOUT = 10.0  # seconds our own 101 may wait for room in the socket
 
 
 class UwsgiTransport(FdTransport):
+    __slots__ = ("detached", "environ")
+    detaches = True
+
     def __init__(self, environ: dict[str, Any]) -> None:
         super().__init__()
-        self.environ = environ
+        self.environ: dict[str, Any] | None = environ
+        self.detached = False
 
     def accept(self, extensions: str | None = None) -> None:
         if extensions:
@@ -33,9 +43,11 @@ class UwsgiTransport(FdTransport):
             # would write its own (nginx's uwsgi_pass passes it on the same way).
             self.fd = uwsgi.connection_fd()
             os.set_blocking(self.fd, False)
+            assert self.environ is not None
             self.write(handshake_response(self.environ, extensions), HANDSHAKE_TIMEOUT)
             return
         # uWSGI echoes a list of offered subprotocols as it came; a client accepts only one.
+        assert self.environ is not None
         protocol = first_subprotocol(self.environ)
         try:
             if protocol is None:
@@ -48,5 +60,17 @@ class UwsgiTransport(FdTransport):
         self.fd = uwsgi.connection_fd()
         os.set_blocking(self.fd, False)  # reads below must never block the process
 
+    def detach(self) -> None:
+        """Keeps the connection beyond the request: a descriptor of our own, the environ let go."""
+        fd = os.dup(self.fd)
+        os.set_blocking(fd, False)
+        self.fd, self.detached, self.environ = fd, True, None
+
     def close(self) -> None:
-        self.unwatch()  # uWSGI closes the descriptor when the request returns
+        self.unwatch()
+        if self.detached:  # before detach, uWSGI closes its descriptor when the request returns
+            self.detached = False
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass

@@ -1,0 +1,47 @@
+"""An open socket holds no uWSGI async core: once its handshake is done, its request ends (the
+core, its buffers and the WSGI environ are freed) and the socket is served from the gevent loop's
+callbacks. A WebSocket worker with 8 cores (``gevent = 8``) therefore holds 400 sockets, every one
+of which gets broadcasts, answers pings, echoes through a handler and closes cleanly."""
+import asyncio
+import os
+import uuid
+
+from deploy.stack import RedisServer, Stack, free_port, private_dir
+from tests.clients import all_workers, close_clients, next_messages, open_clients
+from ws4redis_server.testing import connect
+
+CORES = 8
+SOCKETS = 400  # 50 times the worker's cores
+
+
+def test_a_worker_with_8_cores_holds_400_sockets() -> None:
+    redis = RedisServer().start()
+    stack = Stack(free_port(), redis.url, run_dir=private_dir("ws4r-detached-"),
+                  static_root=os.environ["STATIC_ROOT"], env={"WS_WORKERS": "1", "WS_GEVENT": str(CORES)},
+                  nginx_workers=1)
+    facility = "detached" + uuid.uuid4().hex[:8]
+    try:
+        stack.start()
+        all_workers(stack, "websocket")
+
+        async def scenario() -> None:
+            clients = await open_clients([f"{stack.ws_url}/ws/{facility}?subscribe-broadcast"] * SOCKETS)
+            try:
+                # The handshakes are over and their cores free: a handler socket still opens.
+                with connect(f"{stack.ws_url}/ws/echo/") as ws:
+                    assert ws.recv(timeout=10) == "Hello!"
+                    ws.send("still here")
+                    assert ws.recv(timeout=10) == "1. still here"
+                for number in range(3):
+                    redis.client().publish(f"broadcast:{facility}", f"message {number}")
+                    assert await next_messages(clients, 20) == [f"message {number}"] * SOCKETS
+                assert all(client.is_open for client in clients)
+            finally:
+                await close_clients(clients)
+            assert all(client.close_code == 1000 for client in clients), {client.close_code for client in clients}
+
+        asyncio.run(scenario())
+        assert "Traceback" not in (stack.run_dir / "uwsgi.log").read_text()
+    finally:
+        stack.stop()
+        redis.stop()
