@@ -73,8 +73,8 @@ class Sizing:
 
     def summary(self) -> str:
         """One line: what it holds and with what (make run's banner)."""
-        return (f"sized for {self.sockets:,} WebSockets: {self.ws_workers} WebSocket workers x "
-                f"{self.sockets_per_ws_worker:,}, {self.nginx_workers} nginx workers x "
+        return (f"sized for {self.sockets:,} WebSockets: WebSocket workers {self.ws_workers} x "
+                f"{self.sockets_per_ws_worker:,} sockets, nginx workers {self.nginx_workers} x "
                 f"{self.nginx_connections:,} connections, {self.nofile:,} files per process")
 
 

@@ -253,9 +253,12 @@ class Stack:
         return int((self.run_dir / f"{instance}.pid").read_text().strip())
 
     def worker_pids(self, instance: str) -> list[int]:
+        """The worker PIDs of ``instance``: its master's children that run uWSGI (not the shell
+        that wrote the WebSocket instance's socket lines, until the master reaps it)."""
         master = self.pid_of(instance)
         children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        return [int(pid) for pid in children]
+        command = Path(f"/proc/{master}/cmdline").read_bytes()
+        return [int(pid) for pid in children if _cmdline(int(pid)) == command]
 
     def reload(self, instance: str) -> None:
         """Gracefully reloads one instance (SIGHUP to its master, as ``uwsgi --reload``); the other
@@ -283,6 +286,13 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return None
 
 
 def _without_placeholder_note(text: str) -> str:

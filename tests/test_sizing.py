@@ -129,16 +129,12 @@ def test_a_stack_is_small_unless_asked_and_make_run_is_sized_for_200000() -> Non
         line.strip() for line in text.splitlines() if ".sock max_fails" in line]
 
 
-def held_sockets(pid: int) -> int:
-    """How many sockets process ``pid`` holds."""
-    fds = Path(f"/proc/{pid}/fd")
-    count = 0
-    for fd in fds.iterdir():
-        try:
-            count += os.readlink(fd).startswith("socket:")
-        except FileNotFoundError:  # closed meanwhile
-            pass
-    return count
+def sockets_open(workers: list[int]) -> dict[int, int]:
+    """The sockets each of ``workers`` reports open (ws4redis_server.metrics, every 2 s)."""
+    from ws4redis_server import metrics
+
+    figures = {int(name.rsplit(":", 1)[1]): values for name, values in metrics.snapshot().items()}
+    return {pid: figures.get(pid, {}).get("sockets_open", 0) for pid in workers}
 
 
 @pytest.mark.slow
@@ -153,16 +149,15 @@ def test_sockets_are_spread_over_every_worker_through_nginx(redis_server) -> Non
                env={"DJANGO_WORKERS": "1"}) as stack:
         workers = sorted(all_workers(stack, "websocket"))
         assert len(workers) == 3
-        before = {pid: held_sockets(pid) for pid in workers}
 
         async def scenario() -> dict[int, int]:
             clients = await open_clients([f"{stack.ws_url}/ws/echo/"] * sized.sockets)
             try:
                 assert all(message == "Hello!" for message in [await c.recv(30) for c in clients])
-                held = {}
+                held: dict[int, int] = {}
 
                 def counted() -> bool:
-                    held.update({pid: held_sockets(pid) - before[pid] for pid in workers})
+                    held.update(sockets_open(workers))
                     return sum(held.values()) >= sized.sockets
 
                 wait_for(counted, 60, f"{sized.sockets} sockets held by the WebSocket workers")
