@@ -106,6 +106,13 @@ def _nginx_reserve(workers: int) -> int:
     return NGINX_RESERVE_FILES + NGINX_FILES_PER_WORKER * workers
 
 
+def nginx_at_most(workers: int, nofile: int) -> dict[str, str]:
+    """nginx.conf's sizing placeholders for a worker count chosen by hand: each worker takes as
+    many connections as ``nofile`` allows after its reserve."""
+    return {"NGINX_WORKERS": str(workers), "NGINX_CONNECTIONS": str(nofile - _nginx_reserve(workers)),
+            "NGINX_RLIMIT_NOFILE": str(nofile)}
+
+
 def plan(sockets: int, nofile: int | None = None) -> Sizing:
     """The workers and limits that hold ``sockets`` open WebSockets when a process may open
     ``nofile`` files (default: :func:`file_limit`). Raises ValueError for a peak below 1, a limit

@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from deploy import running
-from deploy.sizing import Sizing, plan
+from deploy.sizing import Sizing, nginx_at_most, plan
 from ws4redis_server.testing.redis_server import RedisServer as LibraryRedisServer
 from ws4redis_server.testing.redis_server import free_port as free_port
 
@@ -183,6 +183,13 @@ class Stack:
         """The WebSocket workers' sockets (ws-<w>.sock), nginx's upstream."""
         return [self.run_dir / f"ws-{worker}.sock" for worker in range(1, self.ws_workers + 1)]
 
+    def nginx_sizing(self) -> dict[str, str]:
+        """nginx.conf's sizing placeholders: the plan's, or for a worker count given by hand, as
+        many connections per worker as the file limit allows."""
+        if self.nginx_workers == self.sizing.nginx_workers:
+            return self.sizing.nginx()
+        return nginx_at_most(self.nginx_workers, self.sizing.nofile)
+
     def banner(self) -> str:
         """What the stack is sized for, and by what."""
         derived = self.instance_sizing().env()
@@ -215,7 +222,7 @@ class Stack:
         template's note on its placeholders gives way to a line naming the template."""
         text = _without_placeholder_note((DEPLOY / "nginx.conf").read_text())
         values = {"RUN_DIR": self.run_dir, "DEPLOY_DIR": DEPLOY, "PORT": self.port, "STATIC_ROOT": self.static_root,
-                  **self.sizing.nginx(), "NGINX_WORKERS": self.nginx_workers,
+                  **self.nginx_sizing(),
                   "WS_SERVERS": upstream_servers(self.ws_sockets(), self.upstream_options)}
         for name, value in values.items():
             text = text.replace(f"${{{name}}}", str(value))

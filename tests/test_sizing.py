@@ -127,6 +127,11 @@ def test_a_stack_is_small_unless_asked_and_make_run_is_sized_for_200000() -> Non
     assert "worker_connections 19388;" in text
     assert [f"server unix:{given.run_dir}/ws-{w}.sock max_fails=0;" for w in (1, 2, 3)] == [
         line.strip() for line in text.splitlines() if ".sock max_fails" in line]
+    # nginx workers given by hand: as many connections each as the file limit allows.
+    by_hand = Stack(free_port(), "redis://127.0.0.1:1/0", run_dir=private_dir("ws4r-sizing-"), nginx_workers=2,
+                    nofile=20_000).render_nginx().read_text()
+    assert "worker_processes 2;" in by_hand and "worker_rlimit_nofile 20000;" in by_hand
+    assert f"worker_connections {20_000 - sizing.NGINX_RESERVE_FILES - 2 * 2};" in by_hand
 
 
 def sockets_open(workers: list[int]) -> dict[int, int]:
