@@ -174,3 +174,30 @@ def test_sockets_are_spread_over_every_worker_through_nginx(redis_server) -> Non
     share = sized.sockets / sized.ws_workers
     # Every worker holds about its share, none more than the plan gave it room for.
     assert all(share / 2 <= count <= sized.sockets_per_ws_worker for count in held.values()), held
+
+
+def test_nodes_share_the_peak_and_list_every_worker_socket() -> None:
+    from deploy.nodes import NodesStack
+
+    nodes = NodesStack(free_port(), "redis://127.0.0.1:1/0", 3, run_dir=private_dir("ws4r-sizing-"),
+                       max_sockets=200_000, nofile=20_000)
+    assert nodes.ws_workers == plan(66_667, 20_000).ws_workers == 4
+    text = nodes.render_nginx().read_text()
+    servers = [line.strip() for line in text.splitlines() if line.strip().startswith("server unix:")]
+    assert servers == [f"server unix:{nodes.run_dir}/django.sock;"] + [
+        f"server unix:{nodes.run_dir}/ws-{n}-{w}.sock max_fails=1 fail_timeout=5s;"
+        for n in (1, 2, 3) for w in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize(("args", "env", "status", "message"), [
+    (["--max-sockets", "0"], {}, 1, "Cannot size the site for 0 WebSockets: the peak of WebSockets must be"),
+    ([], {"WS_MAX_SOCKETS": "many"}, 2, "WS_MAX_SOCKETS must be a whole number, not 'many'"),
+])
+def test_run_refuses_a_nonsense_peak_before_starting_anything(args: list[str], env: dict[str, str], status: int,
+                                                              message: str) -> None:
+    run_dir = private_dir("ws4r-sizing-") / "run"
+    done = subprocess.run([sys.executable, "-m", "deploy.stack", "run", "--port", str(free_port()),
+                           "--run-dir", str(run_dir), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **env})
+    assert done.returncode == status and done.stdout == ""
+    assert message in done.stderr
