@@ -21,15 +21,14 @@ from typing import Any, Protocol
 
 import redis
 
+from deploy.sizing import UWSGI_RESERVE_FILES, UWSGI_SPREAD_MARGIN
 from deploy.stack import BIN, ROOT, RedisServer, Stack, can_connect, free_port, stop_pid, wait_for
 
+from .fleet import HANDSHAKES_IN_FLIGHT
 from .memory import with_children
 
 PEER_DIR = Path(__file__).resolve().parent / "channels_peer"
 FACILITY = "bench"
-# A WebSocket worker may hold at most ~20,000 files; keep headroom for Redis and logs.
-MAX_SLOTS_PER_WORKER = 19_000
-MIN_SLOTS_PER_WORKER = 1_000
 LISTEN_BACKLOG = 4096  # as uWSGI's listen in deploy/uwsgi.ini (and net.core.somaxconn here)
 WORKERS_READY_TIMEOUT = 120.0  # seconds the WebSocket workers may take to load and reach Redis
 # Seconds a channel layer call (a group_send to every socket) may take: at least this, and one
@@ -99,23 +98,20 @@ class RunningStack:
 
 
 class Ws4RedisStack(RunningStack):
-    """The project's stack, with enough gevent slots for ``sockets`` over ``workers`` workers."""
+    """The project's stack sized for ``sockets`` by deploy/sizing.py, as ``make run`` sizes it:
+    WebSocket workers and nginx workers from the per-process file limit."""
 
     name = "ws4redis"
 
-    def __init__(self, sockets: int, workers: int = 4, nginx_workers: int = 4) -> None:
+    def __init__(self, sockets: int) -> None:
         super().__init__("", "")
-        # uWSGI does not spread sockets evenly over its workers: leave each room for half again
-        # its share. Slots cost ~7 KB each, counted in the baseline, not per socket.
-        slots = min(MAX_SLOTS_PER_WORKER, max(MIN_SLOTS_PER_WORKER, math.ceil(sockets * 1.5 / workers)))
-        self.env = {"WS_WORKERS": str(workers), "WS_GEVENT": str(slots)}
-        self.nginx_workers = nginx_workers
+        self.sockets = sockets
         self.redis_server: RedisServer | None = None
         self.stack: Stack | None = None
 
     def start(self) -> None:
         self.redis_server = RedisServer().start()
-        self.stack = Stack(free_port(), self.redis_server.url, env=self.env, nginx_workers=self.nginx_workers)
+        self.stack = Stack(free_port(), self.redis_server.url, max_sockets=self.sockets)
         self.stack.start()
         self.base_url, self.redis_url = self.stack.ws_url, self.redis_server.url
         super().start()
@@ -171,12 +167,29 @@ def _stop_servers(stack: Stack | None, redis_server: RedisServer | None) -> None
             redis_server.stop()
 
 
-class DaphneStack(Stack):
-    """deploy.stack's nginx handling, with daphne processes instead of uWSGI behind it."""
+# A daphne process's channel layer may open this many Redis connections (redis-py's pool raises
+# past its size): one per handshake in flight at most, and the receive loop's. Each is a file too.
+LAYER_MAX_CONNECTIONS = HANDSHAKES_IN_FLIGHT + 64
 
-    def __init__(self, port: int, redis_url: str, processes: int, layer: str, nginx_workers: int) -> None:
+
+def daphne_processes(sockets: int, nofile: int) -> int:
+    """Returns how many daphne processes hold ``sockets`` sockets under ``nofile`` files each: one
+    file per socket, as a uWSGI WebSocket worker (with the same margin for an uneven spread), plus
+    the channel layer's Redis connections and the same reserve for the rest."""
+    room = nofile - UWSGI_RESERVE_FILES - LAYER_MAX_CONNECTIONS
+    return max(1, math.ceil(sockets * UWSGI_SPREAD_MARGIN / room))
+
+
+class DaphneStack(Stack):
+    """deploy.stack's nginx handling and sizing (the same nginx workers and limits as the
+    ws4redis stack's for ``sockets``), with daphne processes instead of uWSGI behind it."""
+
+    def __init__(self, port: int, redis_url: str, sockets: int, layer: str) -> None:
         super().__init__(port, redis_url, env={"DJANGO_SETTINGS_MODULE": "bench.channels_peer.settings",
-                                               "CHANNEL_LAYER": layer}, nginx_workers=nginx_workers)
+                                               "CHANNEL_LAYER": layer,
+                                               "CHANNEL_LAYER_MAX_CONNECTIONS": str(LAYER_MAX_CONNECTIONS)},
+                         max_sockets=sockets)
+        processes = daphne_processes(sockets, self.sizing.nofile)
         self.sockets = [self.run_dir / f"daphne-{i}.sock" for i in range(processes)]
         self.daphnes: list[subprocess.Popen] = []
 
@@ -196,8 +209,8 @@ class DaphneStack(Stack):
         # max_fails=0: a refused connect during a burst must not take a daphne out of rotation.
         upstreams = "\n        ".join(f"server unix:{path} max_fails=0;" for path in self.sockets)
         text = (PEER_DIR / "nginx.conf").read_text()
-        for name, value in {"RUN_DIR": self.run_dir, "PORT": self.port, "NGINX_WORKERS": self.nginx_workers,
-                            "UPSTREAMS": upstreams}.items():
+        for name, value in {"RUN_DIR": self.run_dir, "PORT": self.port, **self.sizing.nginx(),
+                            "NGINX_WORKERS": self.nginx_workers, "UPSTREAMS": upstreams}.items():
             text = text.replace(f"${{{name}}}", str(value))
         path = self.run_dir / "nginx.conf"
         path.write_text(text)
@@ -213,12 +226,12 @@ class DaphneStack(Stack):
 
 
 class ChannelsPeer:
-    """The Channels peer: ``processes`` daphne processes (one channel layer each) behind nginx."""
+    """The Channels peer: daphne processes (one channel layer each) behind nginx, as many as
+    ``sockets`` need under the file limit (daphne_processes)."""
 
-    def __init__(self, sockets: int, processes: int = 4, layer: str = "core", nginx_workers: int = 4) -> None:
+    def __init__(self, sockets: int, layer: str = "core") -> None:
         self.name = "channels" if layer == "core" else f"channels-{layer}"
-        self.sockets = sockets
-        self.processes, self.layer, self.nginx_workers = processes, layer, nginx_workers
+        self.sockets, self.layer = sockets, layer
         self.redis_server: RedisServer | None = None
         self.stack: DaphneStack | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -239,7 +252,7 @@ class ChannelsPeer:
         from channels_redis.pubsub import RedisPubSubChannelLayer
 
         self.redis_server = RedisServer().start()
-        self.stack = DaphneStack(free_port(), self.redis_server.url, self.processes, self.layer, self.nginx_workers)
+        self.stack = DaphneStack(free_port(), self.redis_server.url, self.sockets, self.layer)
         self.stack.start()
         layer_class = RedisChannelLayer if self.layer == "core" else RedisPubSubChannelLayer
         self.loop = asyncio.new_event_loop()  # one per start: stop() closes it

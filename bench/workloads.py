@@ -36,7 +36,8 @@ from .memory import Memory, memory_by_part, memory_of
 from .targets import Target
 
 Log = Callable[[str], None]
-# Enough to reach every server worker process, a few times over if need be.
+# Enough to reach every server worker process, a few times over if need be; never more than N:
+# the stack is sized for N (deploy/sizing.py).
 WARM_UP_SOCKETS = 200
 WARM_UP_ROUNDS = 3
 STARTS = 3
@@ -73,7 +74,7 @@ def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any
             target.start()  # inside the try: a half-started target is stopped too
             with Fleet.for_sockets(sockets) as fleet:
                 try:
-                    warm_up_rounds = _warm_up(target, fleet, plan, note)
+                    warm_up_rounds = _warm_up(target, fleet, min(WARM_UP_SOCKETS, sockets), plan, note)
                 except RuntimeError as exc:
                     if start == STARTS:
                         raise
@@ -90,19 +91,19 @@ def measure(target: Target, sockets: int, plan: Plan, log: Log) -> dict[str, Any
     raise AssertionError("unreachable: the last start always measures")
 
 
-def _warm_up(target: Target, fleet: Fleet, plan: Plan, log: Log) -> int:
+def _warm_up(target: Target, fleet: Fleet, count: int, plan: Plan, log: Log) -> int:
     """Opens, feeds and closes a few sockets until every one of them gets a broadcast, so
     first-use costs (imports, Redis connections, buffers) are neither timed nor counted as memory
     per socket. Returns the rounds it took; raises RuntimeError after WARM_UP_ROUNDS."""
     for round_ in range(1, WARM_UP_ROUNDS + 1):
-        opened = fleet.connect(parse_ws_url(target.idle_url), WARM_UP_SOCKETS, timeout=60).opened
+        opened = fleet.connect(parse_ws_url(target.idle_url), count, timeout=60).opened
         delivered = _broadcast(target, fleet, ["warm-up"], replace(plan, delivery_timeout=10), opened)["delivered"]
         fleet.close_all()
-        if opened == delivered == WARM_UP_SOCKETS:
+        if opened == delivered == count:
             time.sleep(1)
             return round_
-        log(f"warm-up round {round_}: {opened} of {WARM_UP_SOCKETS} sockets opened, {delivered} got the broadcast")
-    raise RuntimeError(f"warm-up: in the last of {WARM_UP_ROUNDS} rounds {opened} of {WARM_UP_SOCKETS} sockets "
+        log(f"warm-up round {round_}: {opened} of {count} sockets opened, {delivered} got the broadcast")
+    raise RuntimeError(f"warm-up: in the last of {WARM_UP_ROUNDS} rounds {opened} of {count} sockets "
                        f"opened and {delivered} of them got a broadcast; a server process does not relay")
 
 
@@ -151,6 +152,7 @@ def _with_fleet(target: Target, fleet: Fleet, sockets: int, plan: Plan,
         "connect": {"opened": connected.opened, "failures": connected.failures, "examples": connected.examples,
                     "seconds": connected.seconds, "openings": openings, "closed_during_hold": connected.opened - held},
         "held": held,
+        "processes": {part: len(pids) for part, pids in cpu.items()},
         "hold_cpu_pct": {part: round(100 * seconds / hold_seconds, 1) if hold_seconds else None
                          for part, seconds in hold_cpu_s.items()},
         "memory": _memory(baseline[0], loaded[0], held),

@@ -18,7 +18,9 @@ from bench.fleet import SOCKETS_PER_PROCESS, processes_for
 from bench.machine import CLOCK_TICKS, PAGE_KIB, cpu_seconds_between, cpu_ticks, tcp_memory_kib
 from bench.memory import machine_kib_per_socket, memory_shortfall
 from bench.report import ratios, table
+from bench.targets import LAYER_MAX_CONNECTIONS, daphne_processes
 from bench.workloads import cpu_per_delivery
+from deploy.sizing import UWSGI_RESERVE_FILES, UWSGI_SPREAD_MARGIN, plan
 from deploy.stack import ROOT
 
 SOCKETS = 50
@@ -186,7 +188,7 @@ def test_the_table_shows_failures_cpu_per_delivery_and_runs_that_did_not_fit() -
     header, rule, measured, skipped = table([
         _row("ws4redis", 30_000, 29_998),
         {"target": "channels", "sockets": 200_000, "skipped": "needs ~30.0 GiB (...), 12.0 GiB available"}])
-    assert "failures" in header and "CPU µs/delivery: server + nginx = both (clients)" in header
+    assert "failures" in header and "CPU µs/delivery (median of 3): server + nginx = both (clients)" in header
     assert rule.count("|") == header.count("|")
     cells = [cell.strip() for cell in measured.strip("|").split("|")]
     assert cells[:9] == ["ws4redis", "30,000", "29,998", "5 (refused 3, closed during the hold 2)", "12.0", "28.0",
@@ -195,6 +197,16 @@ def test_the_table_shows_failures_cpu_per_delivery_and_runs_that_did_not_fit() -
     assert cells[12] == "2,500 (299,975 of 299,980 delivered)"
     assert skipped.startswith("| channels | 200,000 | not run: needs ~30.0 GiB")
     assert skipped.count("|") == header.count("|")
+
+
+def test_the_cpu_cell_shows_the_parts_of_the_median_broadcast() -> None:
+    row = _row("ws4redis", 1_000, 1_000)
+    row["broadcasts"] = [dict(b, cpu_us_per_delivery=cpu) for b, cpu in zip(row["broadcasts"], [
+        {"server": 9.0, "nginx": 9.0, "server+nginx": 18.0, "clients": 1.0},
+        {"server": 1.0, "nginx": 2.0, "server+nginx": 3.0, "clients": 2.0},
+        {"server": 2.0, "nginx": 10.0, "server+nginx": 12.0, "clients": 3.0}], strict=True)]
+    cells = [cell.strip() for cell in table([row])[2].strip("|").split("|")]
+    assert cells[11] == "2.0 + 10.0 = 12.0 (3.0)"
 
 
 def test_ratios_compare_cpu_per_delivery_where_both_held_n() -> None:
@@ -207,3 +219,13 @@ def test_ratios_compare_cpu_per_delivery_where_both_held_n() -> None:
 def test_load_processes_hold_at_most_18000_sockets_each() -> None:
     assert processes_for(50) == 1 and processes_for(18_000) == 1 and processes_for(18_001) == 2
     assert processes_for(200_000) == 12 and 200_000 / 12 <= SOCKETS_PER_PROCESS == 18_000
+
+
+def test_daphne_processes_hold_one_file_per_socket_and_the_layers_connections_under_the_limit() -> None:
+    assert daphne_processes(50, 20_000) == 1
+    for sockets in (10_000, 30_000, 100_000, 200_000):
+        processes = daphne_processes(sockets, 20_000)
+        per_process = sockets * UWSGI_SPREAD_MARGIN / processes
+        assert per_process + LAYER_MAX_CONNECTIONS + UWSGI_RESERVE_FILES <= 20_000
+        assert daphne_processes(sockets, 20_000) >= plan(sockets, 20_000).ws_workers  # no fewer than ours
+    assert daphne_processes(200_000, 20_000) == 12
