@@ -63,7 +63,10 @@ CLOSE_TIMEOUT = 5.0
 class Application(Interface):
     """What consumes a socket's inbound messages: the pub/sub relay or a ``@websocket`` handler.
     A text message is bytes, a binary one a ``BinaryMessage``. ``stop`` returns once the
-    application has handled every message it was given (or given up)."""
+    application has handled every message it was given (or given up). ``blocking``: whether
+    ``on_message`` may block (it is then called from a greenlet, else from the loop itself)."""
+
+    blocking: bool
 
     def start(self, connection: Connection) -> None: ...
 
@@ -279,8 +282,11 @@ class Connection:
             if self.readable:
                 self.readable = False
                 self._read_all()
-            if protocol.messages and (self._dispatcher is None or self._dispatcher.dead):
-                self._dispatcher = gevent.spawn(self._dispatch)
+            if protocol.messages:
+                if not self.app.blocking:
+                    self._hand_over()
+                elif self._dispatcher is None or self._dispatcher.dead:
+                    self._dispatcher = gevent.spawn(self._dispatch)
             if self.delivery.waiting and self._order_timer is None:  # e.g. held during a replay
                 self._arm_order_timer()
             if protocol.ending is not None or protocol.state is not State.OPEN:
@@ -351,12 +357,16 @@ class Connection:
             watcher.stop()
             watcher.close()
 
-    def _dispatch(self) -> None:
+    def _hand_over(self) -> None:
+        """Gives the application every whole inbound message, in order."""
         protocol, on_message = self.protocol, self.app.on_message
         while protocol.messages:
             messages, protocol.messages = protocol.messages, []
             for message in messages:
                 on_message(self, message)
+
+    def _dispatch(self) -> None:
+        self._hand_over()
         self.schedule()  # answers the application queued
 
     # -- the end, in a greenlet of its own --------------------------------------------------------

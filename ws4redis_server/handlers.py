@@ -101,6 +101,8 @@ class WebSocket:
 class HandlerApp:
     """Runs a ``@websocket`` handler in a greenlet; inbound messages go to ``ws.recv()``."""
 
+    blocking = False  # on_message only queues for the handler's greenlet
+
     def __init__(self, handler: Callable[..., Any], request: Any, identity: Identity,
                  args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
         self.handler = handler
@@ -139,11 +141,12 @@ class HandlerApp:
 class RelayApp:
     """The pub/sub facility: what the socket sends is published on its ``publish-*`` channels."""
 
-    __slots__ = ("expire", "publish")
+    __slots__ = ("blocking", "expire", "publish")
 
     def __init__(self, publish: list[str], expire: int) -> None:
         self.publish = publish
         self.expire = expire
+        self.blocking = bool(publish)  # publishing waits for Redis; without flags, nothing to do
 
     def start(self, connection: Connection) -> None:
         pass
