@@ -41,8 +41,9 @@ UWSGI_SPREAD_MARGIN = 1.05
 NGINX_SPREAD_MARGIN = 1.10
 # nginx refuses more worker processes than this (NGX_MAX_PROCESSES, with its helper processes).
 NGINX_MAX_WORKERS = 1000
-# Once a socket gives its uWSGI async core back after the handshake (a change under way in the
-# library), a worker's gevent slots bound handshakes in flight only: see ws_slots_for.
+# A socket gives its uWSGI async core back once its handshake is done (ws4redis_server's uWSGI
+# transport detaches it), so a worker's gevent slots bound handshakes in flight only: see
+# ws_slots_for.
 HANDSHAKE_SLOTS = 1000
 
 
@@ -91,11 +92,12 @@ def file_limit() -> int:
 def ws_slots_for(sockets_per_worker: int) -> int:
     """gevent async cores (uWSGI ``gevent = ``) a WebSocket worker needs for its share of sockets.
 
-    Today a socket holds its async core for its whole life, so the slots must cover every socket
-    of the worker. Once the library frees a socket's core after the handshake (the worker keeps
-    only the file descriptor), the slots bound handshakes in flight only: this becomes
-    ``min(sockets_per_worker, HANDSHAKE_SLOTS)``, the one place to change."""
-    return sockets_per_worker
+    A socket holds its async core during its handshake only: the library then detaches it (the
+    worker keeps the file descriptor, the request returns and its core is freed). So the slots
+    bound handshakes in flight, HANDSHAKE_SLOTS at most (each core costs ~16 KB of address space
+    and ~7 KB resident even unused). With a library whose sockets hold their core while open,
+    this would have to be ``sockets_per_worker``: this is the one place that says which."""
+    return min(sockets_per_worker, HANDSHAKE_SLOTS)
 
 
 def _uwsgi_room(nofile: int) -> int:
@@ -165,7 +167,8 @@ def explain(sizing: Sizing) -> str:
         f"({s.sockets:,} / {s.ws_workers} + {UWSGI_SPREAD_MARGIN - 1:.0%} for an uneven spread): one file per "
         f"socket + {UWSGI_RESERVE_FILES} reserved (Redis, logs, listening socket, imports) = {ws_files:,} "
         f"<= {s.nofile:,}.",
-        f"gevent slots per worker: {s.ws_slots:,} (a socket holds its async core while it is open).",
+        f"gevent slots per worker: {s.ws_slots:,}: handshakes in flight (a socket gives its async core back "
+        f"once open), at most {HANDSHAKE_SLOTS:,}.",
         "",
         f"nginx workers: {s.nginx_workers}, each for up to {s.sockets_per_nginx_worker:,} sockets "
         f"(+ {NGINX_SPREAD_MARGIN - 1:.0%}: the kernel spreads clients by a hash): two connections per socket "

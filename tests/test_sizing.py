@@ -27,7 +27,8 @@ def holds_on_paper(s: Sizing) -> None:
     assert s.ws_workers >= 1 and s.ws_workers * s.sockets_per_ws_worker >= s.sockets
     assert s.sockets_per_ws_worker >= math.ceil(s.sockets / s.ws_workers * sizing.UWSGI_SPREAD_MARGIN)
     assert s.sockets_per_ws_worker + sizing.UWSGI_RESERVE_FILES <= s.nofile
-    assert s.ws_slots >= s.sockets_per_ws_worker  # a socket holds its gevent slot while open
+    # Slots bound handshakes in flight (an open socket gives its core back): enough for a burst.
+    assert s.ws_slots == min(s.sockets_per_ws_worker, sizing.HANDSHAKE_SLOTS) >= 1
     # nginx: two connections per socket, within worker_connections, within worker_rlimit_nofile.
     per_nginx_worker = math.ceil(s.sockets / s.nginx_workers * sizing.NGINX_SPREAD_MARGIN)
     assert s.nginx_workers * per_nginx_worker >= s.sockets
@@ -53,9 +54,9 @@ def test_the_plan_holds_the_peak_on_paper(peak: int, nofile: int) -> None:
 
 def test_this_machine_s_200000_in_figures() -> None:
     s = plan(200_000, 20_000)
-    assert (s.ws_workers, s.sockets_per_ws_worker, s.ws_slots) == (11, 19_091, 19_091)
+    assert (s.ws_workers, s.sockets_per_ws_worker, s.ws_slots) == (11, 19_091, 1000)
     assert (s.nginx_workers, s.nginx_connections, s.nginx_rlimit_nofile) == (23, 19_388, 19_498)
-    assert s.env() == {"WS_MAX_SOCKETS": "200000", "WS_WORKERS": "11", "WS_GEVENT": "19091"}
+    assert s.env() == {"WS_MAX_SOCKETS": "200000", "WS_WORKERS": "11", "WS_GEVENT": "1000"}
     assert s.nginx() == {"NGINX_WORKERS": "23", "NGINX_CONNECTIONS": "19388", "NGINX_RLIMIT_NOFILE": "19498"}
 
 
@@ -97,7 +98,7 @@ def test_the_cli_prints_the_values_the_environment_and_the_directives() -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "uWSGI WebSocket workers: 11, each for up to 19,091 sockets" in out
-    assert "  WS_WORKERS=11\n  WS_GEVENT=19091\n" in out
+    assert "  WS_WORKERS=11\n  WS_GEVENT=1000\n" in out
     assert "  worker_processes 23;\n  worker_rlimit_nofile 19498;\n" in out
     assert "worker_connections 19388;" in out and "least_conn;" in out
 
@@ -120,7 +121,7 @@ def test_a_stack_is_small_unless_asked_and_make_run_is_sized_for_200000() -> Non
     assert small.ws_workers == 1 and small.nginx_workers == 1
     given = Stack(free_port(), "redis://127.0.0.1:1/0", run_dir=private_dir("ws4r-sizing-"),
                   env={"WS_WORKERS": "3"}, max_sockets=200_000, nofile=20_000)
-    assert given.ws_workers == 3 and given.extra_env["WS_GEVENT"] == "19091" and given.nginx_workers == 23
+    assert given.ws_workers == 3 and given.extra_env["WS_GEVENT"] == "1000" and given.nginx_workers == 23
     assert "(WS_WORKERS=3 set by hand)" in given.banner()
     text = given.render_nginx().read_text()
     assert "worker_processes 23;" in text and "worker_rlimit_nofile 19498;" in text
