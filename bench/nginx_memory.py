@@ -40,7 +40,7 @@ from . import machine
 from .fleet import Fleet
 from .memory import Memory, memory_of, with_children
 from .targets import RunningStack, Ws4RedisStack
-from .workloads import Plan, _broadcast, _connect_relayed, _warm_up
+from .workloads import WARM_UP_SOCKETS, Plan, _broadcast, _connect_relayed, _warm_up
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The http-level (server-level) directives the configurations set: removed for the defaults.
@@ -225,7 +225,7 @@ def nginx_memory(target: TunedTarget) -> Memory:
 
 def measure_variant(target: TunedTarget, fleet: Fleet, sockets: int, plan: Plan, log: Any) -> dict[str, Any]:
     """Memory per idle socket of nginx as configured now, and one small broadcast's time."""
-    _warm_up(target, fleet, plan, log)
+    _warm_up(target, fleet, min(WARM_UP_SOCKETS, sockets), plan, log)
     before = nginx_memory(target)
     connected, openings = _connect_relayed(target, fleet, sockets, plan, log)
     time.sleep(plan.hold)
