@@ -4,9 +4,13 @@ callbacks. A WebSocket worker with 8 cores (``gevent = 8``) therefore holds 400 
 of which gets broadcasts, answers pings, echoes through a handler and closes cleanly."""
 import asyncio
 import os
+import signal
+import subprocess
 import uuid
 
-from deploy.stack import RedisServer, Stack, free_port, private_dir
+import pytest
+
+from deploy.stack import BIN, ROOT, RedisServer, Stack, free_port, private_dir, stop_pid, wait_for
 from tests.clients import all_workers, close_clients, next_messages, open_clients
 from ws4redis_server.testing import connect
 
@@ -44,4 +48,44 @@ def test_a_worker_with_8_cores_holds_400_sockets() -> None:
         assert "Traceback" not in (stack.run_dir / "uwsgi.log").read_text()
     finally:
         stack.stop()
+        redis.stop()
+
+
+@pytest.mark.parametrize("option", ["http-socket", "http11-socket"])
+def test_a_websocket_instance_on_an_http_socket_serves_more_sockets_than_cores(option: str) -> None:
+    """ws4redis sites ran the WebSocket instance on an ``http-socket`` behind a proxy: sockets are
+    detached there too. On ``http11-socket`` uWSGI keeps a connection's descriptor after its
+    request to read the next one, so a socket stays with its request (and holds its core)."""
+    redis = RedisServer().start()
+    run_dir = private_dir("ws4r-http-socket-")
+    port = free_port()
+    env = Stack(port, redis.url, run_dir=run_dir, static_root=os.environ["STATIC_ROOT"]).environ()
+    log = run_dir / "uwsgi.log"
+    cores = 4
+    with open(log, "ab") as out:
+        uwsgi = subprocess.Popen(
+            [str(BIN / "uwsgi"), f"--{option}", f"127.0.0.1:{port}", "--master", "--processes", "1",
+             "--gevent", str(cores), "--gevent-early-monkey-patch", "--lazy-apps", "--need-app",
+             "--die-on-term", "--module", "ws4redis_server.wsgi:application", "--chdir", str(ROOT)],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+    facility = "http" + uuid.uuid4().hex[:8]
+    sockets = cores * 5 if option == "http-socket" else cores
+    try:
+        wait_for(lambda: "WebSocket worker ready" in log.read_text(), 60, "the WebSocket worker", log)
+
+        async def scenario() -> None:
+            clients = await open_clients([f"ws://127.0.0.1:{port}/ws/{facility}?subscribe-broadcast"] * sockets)
+            try:
+                wait_for(lambda: redis.client().pubsub_numsub(f"broadcast:{facility}")[0][1] == 1, 20,
+                         "the worker's subscription")
+                redis.client().publish(f"broadcast:{facility}", "over http")
+                assert await next_messages(clients, 20) == ["over http"] * sockets
+            finally:
+                await close_clients(clients)
+            assert all(client.close_code == 1000 for client in clients), {client.close_code for client in clients}
+
+        asyncio.run(scenario())
+        assert "Traceback" not in log.read_text()
+    finally:
+        stop_pid(uwsgi, signal.SIGINT)
         redis.stop()

@@ -28,9 +28,14 @@ from . import ConnectionClosed, FdTransport, first_subprotocol, handshake_respon
 HANDSHAKE_TIMEOUT = 10.0  # seconds our own 101 may wait for room in the socket
 
 
+# uWSGI's http11-socket keeps a connection's descriptor after its request, to read the next
+# request on it: there a socket stays with its request (and its core) until it closes.
+KEEPS_CONNECTIONS = bool(uwsgi.opt.get("http11-socket"))
+
+
 class UwsgiTransport(FdTransport):
     __slots__ = ("detached", "environ")
-    detaches = True
+    detaches = not KEEPS_CONNECTIONS
 
     def __init__(self, environ: dict[str, Any]) -> None:
         super().__init__()
@@ -62,6 +67,8 @@ class UwsgiTransport(FdTransport):
 
     def detach(self) -> None:
         """Keeps the connection beyond the request: a descriptor of our own, the environ let go."""
+        if not self.detaches:
+            return
         fd = os.dup(self.fd)
         os.set_blocking(fd, False)
         self.fd, self.detached, self.environ = fd, True, None
@@ -74,3 +81,5 @@ class UwsgiTransport(FdTransport):
                 os.close(self.fd)
             except OSError:
                 pass
+        elif KEEPS_CONNECTIONS:
+            self.abort()  # the connection ends here: uWSGI would wait on it for a next request
