@@ -22,8 +22,8 @@ from workers.wsload import HandshakeRejected, WebSocketClient, WsTarget, describ
 # for the interpreter's own files and the pipe.
 SOCKETS_PER_PROCESS = 18_000
 # Handshakes in flight over the whole fleet, shared by its processes: enough to keep the servers
-# busy, under nginx's and the servers' listen backlogs (4,096).
-HANDSHAKES_IN_FLIGHT = 1_024
+# busy (opening is CPU-bound here), under nginx's and the servers' listen backlogs (4,096).
+HANDSHAKES_IN_FLIGHT = 512
 MIN_HANDSHAKES_PER_PROCESS = 64
 PREFIX = "bench:"
 # Seconds without a single delivery after which waiting for a broadcast stops: the sockets still

@@ -145,7 +145,8 @@ def markdown(run: dict[str, Any]) -> str:
     processes = [f"{row['target']} N={row['sockets']:,}: " + " / ".join(map(str, row["processes"].values()))
                  for row in run["results"] if "processes" in row]
     if processes:
-        lines += ["", "Processes (server / nginx, masters included / load clients), sized from the file limit: "
+        lines += ["", "Processes (uWSGI master and workers or daphne processes / nginx master and workers / load "
+                  "clients), sized from the file limit: "
                   + "; ".join(processes) + "."]
     extra = ratios(run["results"])
     if extra:

@@ -170,14 +170,20 @@ def _stop_servers(stack: Stack | None, redis_server: RedisServer | None) -> None
 # A daphne process's channel layer may open this many Redis connections (redis-py's pool raises
 # past its size): one per handshake in flight at most, and the receive loop's. Each is a file too.
 LAYER_MAX_CONNECTIONS = HANDSHAKES_IN_FLIGHT + 64
+# Never fewer daphne processes than this (what the peer always ran with): one asyncio loop takes
+# a connect burst's handshakes one by one, and daphne rejects a socket its application has not
+# accepted within 5 s (--websocket_connect_timeout). With a single process at 10,000 sockets, 3 in
+# 10 were rejected, their consumers' Redis connects timing out.
+MIN_DAPHNE_PROCESSES = 4
 
 
 def daphne_processes(sockets: int, nofile: int) -> int:
     """Returns how many daphne processes hold ``sockets`` sockets under ``nofile`` files each: one
     file per socket, as a uWSGI WebSocket worker (with the same margin for an uneven spread), plus
-    the channel layer's Redis connections and the same reserve for the rest."""
+    the channel layer's Redis connections and the same reserve for the rest; MIN_DAPHNE_PROCESSES
+    at least."""
     room = nofile - UWSGI_RESERVE_FILES - LAYER_MAX_CONNECTIONS
-    return max(1, math.ceil(sockets * UWSGI_SPREAD_MARGIN / room))
+    return max(MIN_DAPHNE_PROCESSES, math.ceil(sockets * UWSGI_SPREAD_MARGIN / room))
 
 
 class DaphneStack(Stack):

@@ -222,10 +222,10 @@ def test_load_processes_hold_at_most_18000_sockets_each() -> None:
 
 
 def test_daphne_processes_hold_one_file_per_socket_and_the_layers_connections_under_the_limit() -> None:
-    assert daphne_processes(50, 20_000) == 1
+    assert daphne_processes(50, 20_000) == daphne_processes(30_000, 20_000) == 4  # never fewer
     for sockets in (10_000, 30_000, 100_000, 200_000):
         processes = daphne_processes(sockets, 20_000)
         per_process = sockets * UWSGI_SPREAD_MARGIN / processes
         assert per_process + LAYER_MAX_CONNECTIONS + UWSGI_RESERVE_FILES <= 20_000
         assert daphne_processes(sockets, 20_000) >= plan(sockets, 20_000).ws_workers  # no fewer than ours
-    assert daphne_processes(200_000, 20_000) == 12
+    assert daphne_processes(100_000, 20_000) == 6 and daphne_processes(200_000, 20_000) == 11
