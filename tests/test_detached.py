@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -51,41 +52,68 @@ def test_a_worker_with_8_cores_holds_400_sockets() -> None:
         redis.stop()
 
 
+def start_websocket_instance(redis_url: str, port: int, *options: str) -> tuple[subprocess.Popen, Path]:
+    """A WebSocket instance on its own (its socket on ``port`` among ``options``); returns it once
+    its worker is ready, and its log."""
+    run_dir = private_dir("ws4r-http-socket-")
+    env = Stack(port, redis_url, run_dir=run_dir, static_root=os.environ["STATIC_ROOT"]).environ()
+    log = run_dir / "uwsgi.log"
+    with open(log, "ab") as out:
+        uwsgi = subprocess.Popen(
+            [str(BIN / "uwsgi"), "--master", "--processes", "1", "--gevent-early-monkey-patch", "--lazy-apps",
+             "--need-app", "--die-on-term", "--module", "ws4redis_server.wsgi:application", "--chdir", str(ROOT),
+             *options],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "WebSocket worker ready" in log.read_text(), 60, "the WebSocket worker", log)
+    except BaseException:
+        stop_pid(uwsgi, signal.SIGINT)
+        raise
+    return uwsgi, log
+
+
 @pytest.mark.parametrize("option", ["http-socket", "http11-socket"])
 def test_a_websocket_instance_on_an_http_socket_serves_more_sockets_than_cores(option: str) -> None:
     """ws4redis sites ran the WebSocket instance on an ``http-socket`` behind a proxy: sockets are
     detached there too. On ``http11-socket`` uWSGI keeps a connection's descriptor after its
     request to read the next one, so a socket stays with its request (and holds its core)."""
     redis = RedisServer().start()
-    run_dir = private_dir("ws4r-http-socket-")
-    port = free_port()
-    env = Stack(port, redis.url, run_dir=run_dir, static_root=os.environ["STATIC_ROOT"]).environ()
-    log = run_dir / "uwsgi.log"
     cores = 4
-    with open(log, "ab") as out:
-        uwsgi = subprocess.Popen(
-            [str(BIN / "uwsgi"), f"--{option}", f"127.0.0.1:{port}", "--master", "--processes", "1",
-             "--gevent", str(cores), "--gevent-early-monkey-patch", "--lazy-apps", "--need-app",
-             "--die-on-term", "--module", "ws4redis_server.wsgi:application", "--chdir", str(ROOT)],
-            env=env, stdout=out, stderr=subprocess.STDOUT)
     facility = "http" + uuid.uuid4().hex[:8]
     sockets = cores * 5 if option == "http-socket" else cores
     try:
-        wait_for(lambda: "WebSocket worker ready" in log.read_text(), 60, "the WebSocket worker", log)
+        port = free_port()
+        uwsgi, log = start_websocket_instance(redis.url, port, f"--{option}", f"127.0.0.1:{port}",
+                                              "--gevent", str(cores))
+        try:
+            async def scenario() -> None:
+                clients = await open_clients([f"ws://127.0.0.1:{port}/ws/{facility}?subscribe-broadcast"] * sockets)
+                try:
+                    wait_for(lambda: redis.client().pubsub_numsub(f"broadcast:{facility}")[0][1] == 1, 20,
+                             "the worker's subscription")
+                    redis.client().publish(f"broadcast:{facility}", "over http")
+                    assert await next_messages(clients, 20) == ["over http"] * sockets
+                finally:
+                    await close_clients(clients)
+                assert all(client.close_code == 1000 for client in clients), {c.close_code for c in clients}
 
-        async def scenario() -> None:
-            clients = await open_clients([f"ws://127.0.0.1:{port}/ws/{facility}?subscribe-broadcast"] * sockets)
-            try:
-                wait_for(lambda: redis.client().pubsub_numsub(f"broadcast:{facility}")[0][1] == 1, 20,
-                         "the worker's subscription")
-                redis.client().publish(f"broadcast:{facility}", "over http")
-                assert await next_messages(clients, 20) == ["over http"] * sockets
-            finally:
-                await close_clients(clients)
-            assert all(client.close_code == 1000 for client in clients), {client.close_code for client in clients}
-
-        asyncio.run(scenario())
-        assert "Traceback" not in log.read_text()
+            asyncio.run(scenario())
+            assert "Traceback" not in log.read_text()
+        finally:
+            stop_pid(uwsgi, signal.SIGINT)
     finally:
+        redis.stop()
+
+
+def test_options_that_recycle_workers_are_named_in_the_log() -> None:
+    """Each socket's handshake is one request: max-requests would recycle a worker, closing its
+    sockets. The worker says so when it starts."""
+    redis = RedisServer().start()
+    try:
+        port = free_port()
+        uwsgi, log = start_websocket_instance(redis.url, port, "--http-socket", f"127.0.0.1:{port}",
+                                              "--gevent", "4", "--max-requests", "1000")
         stop_pid(uwsgi, signal.SIGINT)
+        assert "uWSGI option(s) max-requests set on the WebSocket instance" in log.read_text()
+    finally:
         redis.stop()

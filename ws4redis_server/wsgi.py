@@ -58,6 +58,26 @@ def _going_away() -> None:
         forget()
 
 
+# Options that recycle a worker (and close every socket it holds) after so many requests, so
+# much memory or so long: each socket's handshake is one request of the WebSocket instance.
+RECYCLING_OPTIONS = ("max-requests", "reload-on-rss", "reload-on-as", "max-worker-lifetime", "harakiri")
+
+
+def recycling_options(options: dict[Any, Any]) -> list[str]:
+    """The options of ``options`` (uwsgi.opt) set in a way that closes sockets."""
+    found = []
+    for name in RECYCLING_OPTIONS:
+        value = options.get(name) or options.get(name.encode())
+        if value not in (None, b"0", "0", 0, False):
+            found.append(name)
+    return found
+
+
+_recycling = recycling_options(dict(uwsgi.opt))
+if _recycling:
+    logger.warning("uWSGI option(s) %s set on the WebSocket instance: a worker they recycle closes every "
+                   "socket it holds (each socket's handshake counts as a request); remove them here",
+                   ", ".join(_recycling))
 uwsgi.atexit = _going_away
 gevent.spawn(_watch_sighup)
 logger.info("WebSocket worker ready")
