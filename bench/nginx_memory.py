@@ -18,6 +18,7 @@ restarted from deploy/nginx.conf with each configuration of VARIANTS in turn. Fo
     python -m bench nginx_memory                                  # N = 5,000, every configuration
     python -m bench nginx_memory --sockets 20000 --variants defaults,deploy
     python -m bench nginx_memory --list                           # the configurations
+    python -m bench nginx_memory --allocations --variants defaults,deploy   # nginx's own blocks
 
 Figures, not assertions: a failed check is printed, not raised. Every wait is bounded.
 """
@@ -60,6 +61,8 @@ LEAN_PARAMS = (
 COOKIE_BYTES = 6 * 1024
 MIB = 1024 * 1024
 CLIENT_CHUNK = 64 * 1024  # the demo's WS4REDIS_MAX_MESSAGE_SIZE
+DEBUG_LOG = "nginx-debug.log"
+ALLOCATION = re.compile(r"\b(?:malloc|posix_memalign): ([0-9A-Fa-f]+):(\d+)|\bfree: ([0-9A-Fa-f]+)")
 
 
 @dataclass(frozen=True)
@@ -127,15 +130,19 @@ class TunedStack(Stack):
     """deploy.stack's Stack whose nginx runs deploy/nginx.conf as ``variant`` changes it."""
 
     variant = VARIANTS["deploy"]
+    debug_log = False
 
     def render_nginx(self) -> Path:
         path = super().render_nginx()
-        path.write_text(self.variant.apply(path.read_text()))
+        text = self.variant.apply(path.read_text())
+        if self.debug_log:  # nginx's Debian build has --with-debug: every allocation is logged
+            text = re.sub(r"^error_log .*;$", f"error_log {self.run_dir / DEBUG_LOG} debug;", text, flags=re.M)
+        path.write_text(text)
         return path
 
-    def restart_nginx(self, variant: Variant) -> None:
+    def restart_nginx(self, variant: Variant, debug_log: bool = False) -> None:
         stop_pid(self.nginx, signal.SIGQUIT, 30)
-        self.variant = variant
+        self.variant, self.debug_log = variant, debug_log
         try:
             self.start_nginx()
         except RuntimeError as exc:  # nginx's own complaint is in its output, not its error log
@@ -215,6 +222,29 @@ def _expect_broadcast(target: TunedTarget, ws: Any, text: str, timeout: float = 
         except TimeoutError:
             continue
     raise TimeoutError(f"no broadcast of {len(text):,} bytes within {timeout:g} s")
+
+
+def allocations(target: TunedTarget, stack: TunedStack, variant: Variant) -> list[int]:
+    """Returns the sizes of what nginx allocated for one idle WebSocket and still holds once it
+    has relayed a broadcast (from the debug log of a fresh nginx, in the order allocated)."""
+    from websockets.sync.client import connect
+
+    stack.restart_nginx(variant, debug_log=True)
+    log = stack.run_dir / DEBUG_LOG
+    start = log.stat().st_size
+    with connect(f"{target.base_url}/ws/bench?subscribe-broadcast", open_timeout=10) as ws:
+        _expect_broadcast(target, ws, "allocations")
+        with open(log, "rb") as lines:
+            lines.seek(start)
+            text = lines.read().decode(errors="replace")
+    held: dict[str, int] = {}
+    for found in ALLOCATION.finditer(text):
+        address, size, freed = found.groups()
+        if freed:
+            held.pop(freed, None)
+        else:
+            held[address] = int(size)
+    return list(held.values())
 
 
 def nginx_memory(target: TunedTarget) -> Memory:
@@ -305,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="measurements per configuration (default 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--list", action="store_true", help="print the configurations and their nginx.conf")
+    parser.add_argument("--allocations", action="store_true",
+                        help="print what nginx allocates and keeps for one idle socket (its debug log)")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.variants.split(",") if name.strip()]
     unknown = set(names) - set(VARIANTS)
@@ -317,5 +349,21 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             print(f"## {name}: {VARIANTS[name].note}\n{VARIANTS[name].apply(template)}")
         return
+    if args.allocations:
+        show_allocations(names)
+        return
     run(names, args.sockets, args.hold, args.repeat, args.out)
+
+
+def show_allocations(names: list[str]) -> None:
+    target = TunedTarget(100)
+    try:
+        target.start()
+        stack = target.stack
+        assert isinstance(stack, TunedStack)
+        for name in names:
+            sizes = allocations(target, stack, VARIANTS[name])
+            print(f"{name}: {len(sizes)} blocks, {sum(sizes):,} bytes: {', '.join(map(str, sizes))}", flush=True)
+    finally:
+        target.stop()
 
