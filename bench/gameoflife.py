@@ -157,7 +157,7 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """Measures one size on the site at ``--url``, or on a stack of its own."""
     target = None
     if args.url is None:
-        target = Ws4RedisStack(size * size + 64, workers=args.ws_workers)
+        target = Ws4RedisStack(size * size + 64)  # sized as make run sizes it (deploy/sizing.py)
         target.start()
         time.sleep(SETTLE)
     try:
@@ -165,6 +165,8 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         load, before = busy_percent(1.0), os.getloadavg()[0]
         processes = args.processes or max(2, default_processes(size * size))
         result = asyncio.run(measure(url, size, args.seconds, Parts(target), args.seed, processes))
+        if target is not None and target.stack is not None:
+            result["ws_workers"], result["nginx_workers"] = target.stack.ws_workers, target.stack.nginx_workers
         result["machine_busy_percent_before"] = round(load, 1)
         # The machine may be shared: other work takes cores from the run (and inflates its CPU).
         result["loadavg_1min"] = [round(before, 1), round(os.getloadavg()[0], 1)]
@@ -178,21 +180,23 @@ def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> list[str]:
     """Returns the results as a Markdown table."""
-    lines = ["| grid | sockets | generations/s | cell updates/s | uWSGI RSS / PSS MiB | uWSGI PSS KiB/socket "
+    lines = ["| grid | sockets | workers: WebSocket / nginx | generations/s | cell updates/s "
+             "| uWSGI RSS / PSS MiB | uWSGI PSS KiB/socket "
              "| CPU µs per cell and generation: uWSGI / nginx / Redis / cells "
              "| server (uWSGI + nginx) CPU µs per update / per frame delivered / per state relayed "
              "| cell processes: count, busiest % of a core, cells' share of the CPU "
              "| load average (1 min) before / after |",
-             "|---|---:|---:|---:|---:|---:|---|---|---|---|"]
+             "|---|---:|---|---:|---:|---:|---:|---|---|---|---|"]
     for row in results:
         grid = f"{row['size']}×{row['size']}"
         if "error" in row:
-            lines.append(f"| {grid} | {row['sockets']:,} | failed: {row['error']} | | | | | | | |")
+            lines.append(f"| {grid} | {row['sockets']:,} | | failed: {row['error']} | | | | | | | |")
             continue
         cpu = row["cpu_us_per_cell_generation"]
         server = " / ".join(str(row.get(f"server_cpu_us_per_{unit}", "–")) for unit in ("update", "frame", "state"))
         lines.append(
-            f"| {grid} | {row['sockets']:,} | {row['generations_per_s']:.1f} | {row['cell_updates_per_s']:,} "
+            f"| {grid} | {row['sockets']:,} | {row.get('ws_workers', '–')} / {row.get('nginx_workers', '–')} "
+            f"| {row['generations_per_s']:.1f} | {row['cell_updates_per_s']:,} "
             f"| {row.get('uwsgi_rss_mib', '–')} / {row.get('uwsgi_pss_mib', '–')} "
             f"| {row.get('uwsgi_pss_kib_per_socket', '–')} "
             f"| {' / '.join(str(cpu.get(part, '–')) for part in ('uwsgi', 'nginx', 'redis', 'cells'))} "
@@ -239,8 +243,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int,
                         help="cell processes (default: 2, or one per CELLS_PER_PROCESS cells if more; "
                              "1: the cells run in this process)")
-    parser.add_argument("--ws-workers", type=int, default=4,
-                        help="WebSocket worker processes of the stack started here (default 4, as deployed)")
     args = parser.parse_args(argv)
     try:
         args.sizes = [int(size) for size in args.sizes.split(",")]
@@ -250,8 +252,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--sizes: from 1 to 128 (16,384 sockets fit in one process's files)")
     if not 1 <= args.seconds <= 600:
         parser.error("--seconds: from 1 to 600")
-    if not 1 <= args.ws_workers <= 16:
-        parser.error("--ws-workers: from 1 to 16")
     if args.processes is not None:
         for size in args.sizes:
             try:
