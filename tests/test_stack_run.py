@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy import running
-from deploy.stack import ROOT, Stack, free_port, private_dir
+from deploy.stack import ROOT, Stack, free_port, private_dir, wait_for
 from tests.terminal import Terminal
 
 RUN_TIMEOUT = 60  # seconds a refused start may take (it starts nothing)
@@ -74,6 +74,11 @@ def test_the_nodes_and_redis_servers_of_make_cluster_hold_their_run_directory(tm
     node = subprocess.Popen(["uwsgi", "60"], executable="/bin/sleep")
     server = subprocess.Popen(["redis-server", "60"], executable="/bin/sleep")
     try:
+        # Popen returns once the child execs (vfork), possibly before the kernel has set up its
+        # arguments: /proc/<pid>/cmdline reads empty for that moment.
+        for process in (node, server):
+            wait_for(lambda process=process: Path(f"/proc/{process.pid}/cmdline").read_bytes() != b"", 10,
+                     f"the command line of PID {process.pid}")
         (tmp_path / "websocket-2.pid").write_text(f"{node.pid}\n")
         (tmp_path / "redis-cluster" / "7001").mkdir(parents=True)
         (tmp_path / "redis-cluster" / "7001" / "redis.pid").write_text(f"{server.pid}\n")
