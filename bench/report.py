@@ -144,6 +144,10 @@ def markdown(run: dict[str, Any]) -> str:
                   + "; ".join(reopened) + "."]
     processes = [f"{row['target']} N={row['sockets']:,}: " + " / ".join(map(str, row["processes"].values()))
                  for row in run["results"] if "processes" in row]
+    loads = [row["loadavg_after_hold"] for row in run["results"] if "loadavg_after_hold" in row]
+    if loads:
+        lines += ["", f"Load average (1 min) at the end of each hold: {min(loads):.1f} to {max(loads):.1f} "
+                  f"(this run's own processes included)."]
     if processes:
         lines += ["", "Processes (uWSGI master and workers or daphne processes / nginx master and workers / load "
                   "clients), sized from the file limit: "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import time
 from array import array
 from collections.abc import Callable
@@ -153,6 +154,7 @@ def _with_fleet(target: Target, fleet: Fleet, sockets: int, plan: Plan,
                     "seconds": connected.seconds, "openings": openings, "closed_during_hold": connected.opened - held},
         "held": held,
         "processes": {part: len(pids) for part, pids in cpu.items()},
+        "loadavg_after_hold": round(os.getloadavg()[0], 2),
         "hold_cpu_pct": {part: round(100 * seconds / hold_seconds, 1) if hold_seconds else None
                          for part, seconds in hold_cpu_s.items()},
         "memory": _memory(baseline[0], loaded[0], held),
