@@ -56,14 +56,17 @@ def draw(run: dict[str, Any], path: Path) -> Path:
             ("1 message, load clients", "^:", lambda row: _median_cpu(row["broadcasts"], "clients"))):
         for name, (xs, ys) in _series(results, value).items():
             cpu_axes.plot(xs, ys, style, label=f"{name}: {label}")
-    cpu_axes.set(title="CPU per delivery: server + nginx", ylabel="µs")
+    cpu_axes.set(title="CPU per delivery: server + nginx", ylabel="µs (log scale)")
 
     for axes in (echo_axes, broadcast_axes, memory_axes, cpu_axes):
         axes.set_xscale("log")
         axes.set_xlabel("N idle sockets")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize="small")
-        axes.set_ylim(bottom=0)
+        if axes is cpu_axes:
+            axes.set_yscale("log")
+        else:
+            axes.set_ylim(bottom=0)
     machine = run["machine"]
     figure.suptitle(f"{machine['cpu']}, {machine['cores']} cores, client and servers on the same machine "
                     f"({run['started']})", fontsize="medium")
