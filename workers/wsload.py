@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.uri import parse_uri
 
 # Linux's value; the socket module names it only from Python 3.12.
@@ -173,7 +174,7 @@ class WebSocketClient(asyncio.Protocol):
 
     def send(self, text: str) -> None:
         """Sends a text message; a no-op once the socket is closing."""
-        if self.is_open and self.protocol.close_sent is None:
+        if self.is_open and self.protocol.state is State.OPEN:
             self.protocol.send_text(text.encode("utf-8"))
             self._write()
 
@@ -192,7 +193,9 @@ class WebSocketClient(asyncio.Protocol):
         """Starts the closing handshake and waits up to ``timeout`` s for the server to close TCP."""
         if self.transport is None or self.closed.done():
             return
-        if self.protocol.close_sent is None and self.is_open:
+        # Only while OPEN: once the server's close frame came (or TCP broke), websockets has
+        # answered it (or has nothing to answer) and refuses another close frame.
+        if self.protocol.state is State.OPEN and self.is_open:
             self.protocol.send_close(1000)
             self._write()
         try:

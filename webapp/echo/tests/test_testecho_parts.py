@@ -93,3 +93,34 @@ def test_loopback_sockets_spread_over_enough_source_addresses() -> None:
     assert source_addresses(local, 30_001) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
     assert len(source_addresses(local, 10_000_000)) == 250
     assert source_addresses(WsTarget("ws://192.0.2.1/", "192.0.2.1", 80), 50_000) == [None]
+
+
+def test_a_client_whose_connection_ended_sends_and_closes_without_error() -> None:
+    """websockets saw the end of the stream (its state CLOSED) before the transport reported the
+    connection lost: a send() or close() then (testecho's, the benchmark's) does nothing instead of
+    raising InvalidState. Then the same once the server's close has been answered."""
+    import asyncio
+
+    from websockets.asyncio.server import serve
+
+    from workers.wsload import open_client
+
+    async def scenario() -> None:
+        async def going_away(ws) -> None:  # noqa: ANN001
+            await asyncio.sleep(0.2)
+            await ws.close(1001, "bye")
+
+        async with serve(going_away, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            client = await open_client(parse_ws_url(f"ws://127.0.0.1:{port}/"), None, 10, None)
+            client.protocol.receive_eof()  # what data_received does on EOF, before connection_lost
+            assert not client.closed.done()
+            client.send("too late")
+            await client.close(timeout=1)
+            other = await open_client(parse_ws_url(f"ws://127.0.0.1:{port}/"), None, 10, None)
+            await asyncio.wait_for(asyncio.shield(other.closed), 10)
+            assert other.close_code == 1001
+            other.send("too late")
+            await other.close(timeout=5)
+
+    asyncio.run(scenario())
