@@ -27,7 +27,7 @@ from typing import Any
 from workers.gameoflife import GameError, check_processes, default_processes, new_game
 from workers.patterns import random_grid
 
-from .machine import busy_percent, describe
+from .machine import busy_percent, cpu_sample, cpu_seconds_between, describe
 from .memory import Memory, memory_of, with_children
 from .targets import Ws4RedisStack
 
@@ -39,14 +39,7 @@ SETTLE = 3.0  # seconds a new stack gets before the cells connect: its workers c
 
 def cpu_seconds(pids: list[int]) -> float:
     """Returns the user + system CPU seconds used so far by ``pids`` (those gone count zero)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds_between({}, cpu_sample(pids))
 
 
 class Parts:

@@ -79,7 +79,7 @@ class Connection:
     """One socket. ``deliver``, ``send`` and ``close`` may be called from any greenlet (the hub's
     included); ``run`` does the handshake, then the socket is served from the loop's callbacks."""
 
-    __slots__ = ("_blocked_since", "_dispatcher", "_done", "_finisher", "_fresh", "_inclusive", "_order_timer",
+    __slots__ = ("_blocked_since", "_dispatcher", "_done", "_fresh", "_inclusive", "_order_timer",
                  "_overflowed", "_resyncing", "_scheduled", "_serving", "_stopped", "_unsent", "_writable", "app",
                  "channels", "delivery", "extensions", "finished", "hub", "initial_channels", "on_finished", "open",
                  "protocol", "readable", "settings", "transport")  # one per socket: no __dict__
@@ -125,7 +125,6 @@ class Connection:
         self._writable: Any = None  # the write watcher, while _unsent waits for room
         self._blocked_since = 0.0
         self._dispatcher: gevent.Greenlet | None = None  # hands inbound messages to the app
-        self._finisher: gevent.Greenlet | None = None  # the closing handshake
         self._done: Event | None = None  # made by wait()
         self._stopped = False
         self._overflowed = False
@@ -147,12 +146,9 @@ class Connection:
     def deliver(self, channel: str, data: bytes, text: bool, message_id: str | None = None) -> None:
         """Queues a message from Redis (the hub's Listener interface). The socket writes it with
         whatever else came in the same pass of the loop: one write per socket per burst."""
-        delivery = self.delivery
-        if not delivery.deliver(data, text, message_id, channel):
+        if not self.delivery.deliver(data, text, message_id, channel):
             self._overflow()
-        if delivery.waiting and self._order_timer is None:
-            self._arm_order_timer()
-        self.schedule()
+        self.schedule()  # the step arms the order timer if messages wait for their turn
 
     def schedule(self) -> None:
         """Asks for a step of this socket (read, hand over, write) in the loop's next pass."""
@@ -177,8 +173,6 @@ class Connection:
             return
         if not self.delivery.release_due(time.time()):
             self._overflow()
-        if self.delivery.waiting:
-            self._arm_order_timer()
         self.schedule()
 
     def send(self, message: str | bytes) -> None:
@@ -287,18 +281,21 @@ class Connection:
                     self._hand_over()
                 elif self._dispatcher is None or self._dispatcher.dead:
                     self._dispatcher = gevent.spawn(self._dispatch)
-            if self.delivery.waiting and self._order_timer is None:  # e.g. held during a replay
+            if self.delivery.waiting and self._order_timer is None:  # messages wait for their turn
                 self._arm_order_timer()
             if protocol.ending is not None or protocol.state is not State.OPEN:
-                self._serving = False
-                self._finisher = gevent.spawn(self._finish)
+                self._end()
                 return
             self._write_some()
         except Exception:
             logger.exception("WebSocket loop failed")
-            self._serving = False
             self.protocol.close(INTERNAL, "internal error")
-            self._finisher = gevent.spawn(self._finish)
+            self._end()
+
+    def _end(self) -> None:
+        """No more steps: the closing handshake takes over, in a greenlet of its own."""
+        self._serving = False
+        gevent.spawn(self._finish)
 
     def tick(self, now: float) -> None:
         """A wake interval has passed (the keepalive's pass over every socket)."""

@@ -57,7 +57,7 @@ class Transport(Protocol):
 
     def detach(self) -> None: ...
 
-    def write_nowait(self, data: bytes) -> int: ...
+    def write_nowait(self, data: bytes | memoryview) -> int: ...
 
     def watch_writable(self, on_writable: Callable[[], None]) -> Any: ...
 
@@ -133,7 +133,7 @@ class FdTransport:
     def detach(self) -> None:
         pass
 
-    def write_nowait(self, data: bytes) -> int:
+    def write_nowait(self, data: bytes | memoryview) -> int:
         """Writes what the socket takes of ``data`` now; returns how much (0: no room)."""
         try:
             return os.write(self.fd, data)
@@ -151,14 +151,13 @@ class FdTransport:
 
     def write(self, data: bytes, timeout: float) -> None:
         view = memoryview(data)
-        try:
-            while view:
+        while view:
+            view = view[self.write_nowait(view):]
+            if view:
                 try:
-                    view = view[os.write(self.fd, view):]
-                except BlockingIOError:
                     gevent.socket.wait_write(self.fd, timeout)
-        except (OSError, TimeoutError) as exc:
-            raise ConnectionClosed(1006, f"write failed: {exc}") from exc
+                except (OSError, TimeoutError) as exc:
+                    raise ConnectionClosed(1006, f"write failed: {exc}") from exc
 
     def wait_readable(self, timeout: float) -> bool:
         try:
