@@ -117,3 +117,46 @@ def test_options_that_recycle_workers_are_named_in_the_log() -> None:
         assert "uWSGI option(s) max-requests set on the WebSocket instance" in log.read_text()
     finally:
         redis.stop()
+
+
+def test_a_worker_at_its_file_limit_answers_503_with_retry_after() -> None:
+    """uWSGI's max-fd sets the worker's file limit: 300 files, 256 of them kept for other things,
+    leave room for 44 sockets. The 45th handshake gets 503 with Retry-After; the 44 stay served,
+    and a place freed is taken again."""
+    import http.client
+
+    from ws4redis_server.server import RESERVED_FILES
+
+    redis = RedisServer().start()
+    facility = "full" + uuid.uuid4().hex[:8]
+    room = 300 - RESERVED_FILES
+    try:
+        port = free_port()
+        uwsgi, log = start_websocket_instance(redis.url, port, "--http-socket", f"127.0.0.1:{port}",
+                                              "--gevent", "4", "--max-fd", "300")
+        try:
+            async def scenario() -> None:
+                url = f"ws://127.0.0.1:{port}/ws/{facility}?subscribe-broadcast"
+                clients = await open_clients([url] * room)
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    conn.request("GET", f"/ws/{facility}?subscribe-broadcast", headers={
+                        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+                    response = conn.getresponse()
+                    assert response.status == 503
+                    assert response.getheader("Retry-After") == "1"
+                    assert "file limit" in response.read().decode()
+                    conn.close()
+                    redis.client().publish(f"broadcast:{facility}", "still served")
+                    assert await next_messages(clients, 20) == ["still served"] * room
+                    await clients.pop().close(timeout=5)
+                    clients.extend(await open_clients([url]))  # the freed place is taken again
+                finally:
+                    await close_clients(clients)
+
+            asyncio.run(scenario())
+        finally:
+            stop_pid(uwsgi, signal.SIGINT)
+    finally:
+        redis.stop()

@@ -635,3 +635,17 @@ def test_a_broadcast_compresses_to_the_same_bytes_for_every_socket() -> None:
     assert out == second.data_to_send()
     half = len(out) // 2
     assert out[:half] == out[half:]
+
+
+def test_every_socket_of_a_broadcast_writes_the_same_frame_object() -> None:
+    payload = b"broadcast to all"
+    frames = []
+    for _ in range(3):
+        protocol = new()
+        assert protocol.send(payload, True)
+        frames.append(protocol.data_to_send())
+    assert frames[0] == b"\x81\x10" + payload
+    assert frames[1] is frames[0] and frames[2] is frames[0]
+    other = new()
+    other.send(b"broadcast to all", False)  # the same bytes as binary: a frame of its own
+    assert other.data_to_send() == b"\x82\x10" + payload
